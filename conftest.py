@@ -1,0 +1,1 @@
+pytest_plugins = ["softmax_dispatch.conformance.plugin"]

@@ -1,0 +1,195 @@
+"""The backend registry: the only place that knows which backends exist.
+
+Each backend is described by data (:class:`BackendSpec`): its name, the device it
+runs on, the array kinds it accepts, the packages it needs and the module holding
+its row kernels.  The module is imported lazily the first time the backend is
+used (the ``opt_einsum`` pattern), so ``import softmax_dispatch`` imports neither
+Numba nor any GPU library.
+
+Tests, the ``bench`` command and the asv suite all read this table; adding a
+backend means adding one entry here and one module under ``backends/``.
+
+A backend module provides:
+
+``unavailable_reason() -> str | None``
+    ``None`` when the backend can run in this process, else a sentence saying why not.
+``softmax(x3, out3, temperature, log_output) -> None``
+    Normalise ``x3`` (shape ``(outer, n, inner)``) along axis 1 into ``out3`` (same
+    shape and dtype, possibly the same memory as ``x3``).  ``temperature`` is a
+    float64 array of shape ``(outer or 1, inner or 1)``: one finite, positive
+    temperature per row (broadcast along a dimension of size 1).
+    ``log_output`` selects log-space output.  The front end has already validated
+    every argument; backends only compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import importlib.util
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+
+from . import _arrays
+from ._errors import BackendUnavailableError
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    device: str  # "cpu" or "cuda"
+    array_kinds: tuple[str, ...]
+    module: str  # import path of the module with the row kernels
+    requires: tuple[str, ...]  # top-level packages that must be importable
+    summary: str
+
+
+_SPECS: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(
+            name="numpy",
+            device="cpu",
+            array_kinds=(_arrays.NUMPY,),
+            module="softmax_dispatch.backends.numpy_reference",
+            requires=("numpy",),
+            summary="vectorised NumPy reference implementation of the numerical contract",
+        ),
+        BackendSpec(
+            name="numba_cpu",
+            device="cpu",
+            array_kinds=(_arrays.NUMPY,),
+            module="softmax_dispatch.backends.numba_cpu",
+            requires=("numba",),
+            summary="Numba-jitted row kernels, parallel over rows, SIMD exp",
+        ),
+    )
+}
+
+#: Which backend handles an array kind when none is asked for.
+_DEFAULT_FOR_KIND: dict[str, str] = {_arrays.NUMPY: "numba_cpu"}
+
+_loaded: dict[str, ModuleType] = {}
+_unavailable: dict[str, str | None] = {}
+_load_lock = threading.Lock()
+
+_context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "softmax_dispatch_backend", default=None
+)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Names of every registered backend, whether or not it can run here."""
+    return tuple(_SPECS)
+
+
+def spec(name: str) -> BackendSpec:
+    try:
+        return _SPECS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown backend {name!r}; registered backends: {', '.join(_SPECS)}"
+        ) from None
+
+
+def unavailable_reason(name: str) -> str | None:
+    """``None`` if backend ``name`` can run in this process, else why it cannot."""
+    backend_spec = spec(name)
+    with _load_lock:
+        if name in _unavailable:
+            return _unavailable[name]
+        reason = None
+        for package in backend_spec.requires:
+            if importlib.util.find_spec(package) is None:
+                reason = f"the package {package!r} is not installed"
+                break
+        if reason is None:
+            try:
+                module = importlib.import_module(backend_spec.module)
+            except ImportError as exc:  # a broken install of a required package
+                reason = f"importing {backend_spec.module} failed: {exc}"
+            else:
+                reason = module.unavailable_reason()
+                if reason is None:
+                    _loaded[name] = module
+        _unavailable[name] = reason
+        return reason
+
+
+def load(name: str) -> ModuleType:
+    """The backend's kernel module; raises :class:`BackendUnavailableError` with the reason."""
+    module = _loaded.get(name)
+    if module is not None:
+        return module
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
+    return _loaded[name]
+
+
+def resolve(requested: str | None, kind: str) -> tuple[str, ModuleType]:
+    """Choose the backend for an array of ``kind``: explicit > ``use_backend`` > default."""
+    name = requested if requested is not None else _context_backend.get()
+    if name is None:
+        name = _DEFAULT_FOR_KIND.get(kind)
+        if name is None:
+            raise BackendUnavailableError(
+                f"no registered backend accepts {kind} arrays; "
+                f"registered backends: {', '.join(_SPECS)}"
+            )
+    backend_spec = spec(name)
+    if kind not in backend_spec.array_kinds:
+        raise BackendUnavailableError(
+            f"backend {name!r} runs on {backend_spec.device} and accepts "
+            f"{' or '.join(backend_spec.array_kinds)} arrays, not {kind} arrays; "
+            "move the data or choose another backend"
+        )
+    return name, load(name)
+
+
+def available_backends() -> list[dict[str, object]]:
+    """Describe every registered backend.
+
+    Returns a list of dicts with keys ``name``, ``device``, ``array_kinds``,
+    ``available`` (bool), ``reason`` (why it cannot run, or ``None``),
+    ``default_for`` (array kinds it is the default for) and ``summary``.
+    Checking availability imports the backend's module (and e.g. Numba).
+    """
+    rows = []
+    for name, backend_spec in _SPECS.items():
+        reason = unavailable_reason(name)
+        rows.append(
+            {
+                "name": name,
+                "device": backend_spec.device,
+                "array_kinds": backend_spec.array_kinds,
+                "available": reason is None,
+                "reason": reason,
+                "default_for": tuple(k for k, v in _DEFAULT_FOR_KIND.items() if v == name),
+                "summary": backend_spec.summary,
+            }
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Make ``name`` the default backend inside a ``with`` block.
+
+    The setting lives in a :class:`contextvars.ContextVar`, so it is private to the
+    thread or asyncio task that entered the block.  An unknown or unavailable
+    backend raises on entry, with the reason.
+
+    >>> import numpy as np, softmax_dispatch as sd
+    >>> with sd.use_backend("numpy"):
+    ...     sd.softmax(np.array([0.0, 0.0]))
+    array([0.5, 0.5])
+    """
+    load(name)  # raises with the reason if it cannot run
+    token = _context_backend.set(name)
+    try:
+        yield name
+    finally:
+        _context_backend.reset(token)

@@ -1,0 +1,359 @@
+"""Backend ``numba_cpu``: Numba-jitted kernels for NumPy arrays, parallel over rows.
+
+Two kernels cover every layout (see :mod:`softmax_dispatch._layout`):
+
+``_softmax_rows`` (``inner == 1``)
+    One row per task, ``prange`` over rows.  Four passes over a row: a max pass
+    (the only one that streams ``x`` from memory), an exp pass that stores
+    ``exp(t)`` into ``out``, a sum over ``out`` and a pass that scales ``out`` in
+    place (``log_softmax``: writes ``t - log(sum)``, recomputing ``t``).  A row of
+    up to ~512 KiB stays in L2 between passes, so memory traffic is one read of
+    ``x`` and one write of ``out`` (plus the read-for-ownership of ``out``).
+
+``_softmax_columns`` (``inner > 1``, a non-last axis)
+    No transpose copy of the array: a task copies a block of adjacent columns
+    into a transposed tile that stays in L2, runs the row routine on it and
+    copies it back, so ``x`` is still read once from memory.
+
+Numerics (the contract in ``softmax_dispatch.softmax``):
+
+- float32 rows are computed in float32 (16 SIMD lanes) but summed in float64;
+  float64 in float64; float16 is widened to float32 by the wrapper (Numba has no
+  float16 on the CPU), which costs one extra pass over the input and the output.
+- ``exp`` is our own vectorisable one (``_simd_exp``): Numba's calls libm once per
+  element and stops LLVM from vectorising the loop.
+- No ``fastmath`` at all: every reduction (max, min, sum) is written with eight
+  explicit accumulators in a fixed order, so LLVM need not reassociate to use
+  several lanes, and the result does not depend on whether a loop was
+  vectorised (which varies with the layout and with a run-time overlap check of
+  in-place calls).  A row is never split across threads.  Results are therefore
+  bitwise identical run to run, for any thread count, in place or not.
+- The max ignores NaN; a NaN then reaches the sum (``exp(NaN) = NaN``) and
+  poisons the whole row, as required.  Rows whose max is ``+inf`` or ``-inf``,
+  and rows where ``x - max`` overflows, take a scalar path (``_careful_row``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from ._numba_jit import jit
+from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
+
+#: Bytes of the transposed tile in the strided kernel (half of a Zen 4 core's L2).
+TILE_BYTES = 512 * 1024
+
+
+def unavailable_reason() -> str | None:
+    return None
+
+
+# -- type helpers: one generic kernel body for float32 and float64 ------------------
+
+
+def _exp_nonpos(t):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_exp_nonpos, inline="always")
+def _exp_nonpos_overload(t):
+    if t == types.float32:
+        return lambda t: exp_nonpos_f32(t)
+    if t == types.float64:
+        return lambda t: exp_nonpos_f64(t)
+    return None
+
+
+def _like(value, reference):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_like, inline="always")
+def _like_overload(value, reference):
+    """``value`` converted to the float type of ``reference``."""
+    if reference == types.float32:
+        return lambda value, reference: np.float32(value)
+    return lambda value, reference: np.float64(value)
+
+
+def _divisor(temperature, reference):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_divisor, inline="always")
+def _divisor_overload(temperature, reference):
+    """``(pre, tq)`` with ``t = (d * pre) / tq`` equal to ``d / temperature`` in the
+    precision of ``reference``.
+
+    float64 divides by the temperature itself (IEEE division is right even for a
+    subnormal one).  float32 cannot hold temperatures outside ~[1e-45, 3e38], so
+    there both ``d`` and the temperature are scaled by a power of two that brings
+    the temperature near 1; where ``d * pre`` then overflows, ``t`` is -inf, which
+    is the right limit (|d / T| is astronomically large).
+    """
+    if reference == types.float32:
+
+        def impl(temperature, reference):
+            exponent = math.frexp(temperature)[1]
+            if -100 <= exponent <= 100:
+                return np.float32(1.0), np.float32(temperature)
+            shift = min(max(-exponent, -120), 120)
+            scaled = max(temperature * 2.0**shift, 2.0**-126)
+            return np.float32(2.0**shift), np.float32(scaled)
+
+        return impl
+    return lambda temperature, reference: (1.0, temperature)
+
+
+# -- row kernel ----------------------------------------------------------------------
+
+
+@jit(inline="always")
+def _up(a, v):
+    """max ignoring a NaN ``v`` (``a`` starts at -inf and is never NaN)."""
+    return v if v > a else a
+
+
+@jit(inline="always")
+def _down(a, v):
+    return v if v < a else a
+
+
+@jit()
+def _row_max_min(xr):
+    """(max, min) of a row ignoring NaN, over 8 explicit lanes each.
+
+    LLVM does not vectorise a select-based max reduction without ``nnan``; eight
+    independent accumulators at least run in parallel (and this pass is the one
+    that streams x from memory).  The min is needed only to detect rows where
+    ``x - max`` overflows (see ``_careful_row``).
+    """
+    n = xr.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
+    z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = _like(np.inf, xr[0])
+    i = 0
+    while i + 8 <= n:
+        v0, v1, v2, v3 = xr[i], xr[i + 1], xr[i + 2], xr[i + 3]
+        v4, v5, v6, v7 = xr[i + 4], xr[i + 5], xr[i + 6], xr[i + 7]
+        a0, a1, a2, a3 = _up(a0, v0), _up(a1, v1), _up(a2, v2), _up(a3, v3)
+        a4, a5, a6, a7 = _up(a4, v4), _up(a5, v5), _up(a6, v6), _up(a7, v7)
+        z0, z1, z2, z3 = _down(z0, v0), _down(z1, v1), _down(z2, v2), _down(z3, v3)
+        z4, z5, z6, z7 = _down(z4, v4), _down(z5, v5), _down(z6, v6), _down(z7, v7)
+        i += 8
+    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+    lo = min(min(min(z0, z1), min(z2, z3)), min(min(z4, z5), min(z6, z7)))
+    while i < n:
+        m = _up(m, xr[i])
+        lo = _down(lo, xr[i])
+        i += 1
+    return m, lo
+
+
+@jit(inline="always")
+def _needs_care(m, lo, temperature):
+    """True for rows the vector path cannot take: a NaN, +inf or all -inf row
+    (max not finite), or ``lo - max`` overflowing while ``(lo - max) / T`` is finite."""
+    return not (-np.inf < m < np.inf) or (lo > -np.inf and lo - m == -np.inf and temperature > 1)
+
+
+@jit()
+def _careful_row(xr, outr, temperature, log_output, m):
+    """Rows that ``_needs_care``: rare, so scalar and in float64.
+
+    - NaN anywhere: NaN.  ``+inf`` present: the k infinite entries share the mass
+      (``1/k``, log ``-log k``), the rest get 0 (``-inf``).  All ``-inf``: zeros
+      (``-inf``).
+    - Otherwise ``x - max`` overflows for some entry although ``(x - max)/T`` is
+      finite (logits near the dtype's max and T > 1): the difference is taken in
+      halves, ``(x/2 - max/2) / (T/2)``, which cannot overflow.
+    """
+    n = xr.shape[0]
+    has_nan = False
+    k = 0
+    for i in range(n):
+        v = xr[i]
+        if v != v:
+            has_nan = True
+        elif v == np.inf:
+            k += 1
+    if has_nan:
+        for i in range(n):
+            outr[i] = np.nan
+    elif m == -np.inf:  # every entry is -inf: a fully masked row
+        for i in range(n):
+            outr[i] = -np.inf if log_output else 0.0
+    elif k > 0:  # the k infinite entries share the mass
+        inside = -math.log(k) if log_output else 1.0 / k
+        outside = -np.inf if log_output else 0.0
+        for i in range(n):
+            outr[i] = inside if xr[i] == np.inf else outside
+    else:
+        half = 0.5 if temperature >= 2.0**-1021 else 1.0  # keep T * half exact
+        m_half = np.float64(m) * half
+        t_half = temperature * half
+        shifted = np.empty(n, dtype=np.float64)
+        exps = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            shifted[i] = (np.float64(xr[i]) * half - m_half) / t_half
+            exps[i] = math.exp(shifted[i])
+        below, ones = _sum_of_exps(exps)
+        if log_output:
+            log_s = math.log1p(below + (ones - 1))
+            for i in range(n):
+                outr[i] = shifted[i] - log_s
+        else:
+            scale = 1.0 / (below + ones)
+            for i in range(n):
+                outr[i] = exps[i] * scale
+
+
+@jit()
+def _sum_of_exps(e):
+    """``(sum of the entries below 1, count of entries equal to 1)`` of a row of exps.
+
+    The order of the additions is fixed here, in eight explicit lanes, not left
+    to LLVM: the vectoriser runs a loop vectorised or scalar depending on the
+    layout of the arrays and on a run-time overlap check between input and output,
+    and the two orders round differently.  With fixed lanes, every layout, in
+    place or not, gives the same bits.  (No fastmath here, on purpose.)
+
+    The maxima (``exp(0) = 1``) are counted apart so that ``log(sum)`` can be taken
+    as ``log1p(rest + (count - 1))``, accurate when one entry dominates and the
+    sum is barely above 1 (Blanchard, Higham & Higham 2021).
+    """
+    n = e.shape[0]
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+    ones = 0
+    i = 0
+    while i + 8 <= n:
+        v0, v1, v2, v3 = np.float64(e[i]), np.float64(e[i + 1]), np.float64(e[i + 2]), np.float64(e[i + 3])
+        v4, v5, v6, v7 = np.float64(e[i + 4]), np.float64(e[i + 5]), np.float64(e[i + 6]), np.float64(e[i + 7])
+        b0 += v0 if v0 != 1.0 else 0.0
+        b1 += v1 if v1 != 1.0 else 0.0
+        b2 += v2 if v2 != 1.0 else 0.0
+        b3 += v3 if v3 != 1.0 else 0.0
+        b4 += v4 if v4 != 1.0 else 0.0
+        b5 += v5 if v5 != 1.0 else 0.0
+        b6 += v6 if v6 != 1.0 else 0.0
+        b7 += v7 if v7 != 1.0 else 0.0
+        ones += (v0 == 1.0) + (v1 == 1.0) + (v2 == 1.0) + (v3 == 1.0)
+        ones += (v4 == 1.0) + (v5 == 1.0) + (v6 == 1.0) + (v7 == 1.0)
+        i += 8
+    below = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
+    while i < n:
+        v = np.float64(e[i])
+        below += v if v != 1.0 else 0.0
+        ones += v == 1.0
+        i += 1
+    return below, ones
+
+
+@jit()
+def _softmax_row(xr, outr, temperature, log_output, scratch):
+    """One row.  ``scratch`` (length of the row) holds the exps of a log_softmax row."""
+    m, lo = _row_max_min(xr)
+    if _needs_care(m, lo, temperature):
+        _careful_row(xr, outr, temperature, log_output, m)
+        return
+    pre, tq = _divisor(temperature, m)
+    # exp(t) is stored (in out, or for log output in scratch, since x may be out
+    # and is needed again) and summed by a loop of its own with a fixed order.
+    # t is a true division, not a multiply by 1/T: one rounding instead of two
+    # (tiny probabilities have relative error ~eps*|t|).
+    exps = scratch if log_output else outr
+    for i in range(xr.shape[0]):
+        exps[i] = _exp_nonpos(((xr[i] - m) * pre) / tq)
+    below, ones = _sum_of_exps(exps)
+    if log_output:
+        log_s = _like(math.log1p(below + (ones - 1)), m)
+        for i in range(xr.shape[0]):
+            outr[i] = ((xr[i] - m) * pre) / tq - log_s
+    else:
+        scale = _like(1.0 / (below + ones), m)
+        for i in range(xr.shape[0]):
+            outr[i] = outr[i] * scale
+
+
+@jit(parallel=True)
+def _softmax_rows(x, out, temperature, log_output, n_chunks):
+    rows, n = x.shape
+    t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
+    # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
+    # chunk (a million rows of 10 would otherwise pay a million allocations).
+    for c in prange(n_chunks):
+        scratch = np.empty(n if log_output else 0, dtype=x.dtype)
+        for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
+            _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
+
+
+# -- strided kernel (reduction over a non-last axis) ---------------------------------
+
+
+@jit(parallel=True)
+def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
+    """Normalise ``x`` (``(outer, n, inner)``) along axis 1, ``block`` columns per task.
+
+    A task copies ``x[o, :, j0:j0 + block]`` (``n`` contiguous runs of ``block``
+    elements, one cache line or two) into a transposed tile of ``block`` rows of
+    ``n``, sized to stay in L2, runs the row routine on each tile row in place
+    and copies the tile back.  The input is read from memory once and no
+    transposed copy of the whole array is made; the price is two in-cache
+    transposes.  The numbers are bitwise those of the row kernel on the
+    transposed data (the same routine computes them).
+    """
+    outer, n, inner = x.shape
+    blocks = (inner + block - 1) // block
+    tasks = outer * blocks
+    o_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
+    j_step = 1 if temperature.shape[1] > 1 else 0
+    for c in prange(n_chunks):
+        tile = np.empty((block, n), dtype=x.dtype)
+        scratch = np.empty(n if log_output else 0, dtype=x.dtype)
+        for task in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            o = task // blocks
+            j0 = (task - o * blocks) * block
+            w = min(block, inner - j0)
+            for k in range(n):
+                xk = x[o, k, j0 : j0 + w]
+                for j in range(w):
+                    tile[j, k] = xk[j]
+            for j in range(w):
+                t = temperature[o * o_step, (j0 + j) * j_step]
+                _softmax_row(tile[j], tile[j], t, log_output, scratch)
+            for k in range(n):
+                ok = out[o, k, j0 : j0 + w]
+                for j in range(w):
+                    ok[j] = tile[j, k]
+
+
+# -- entry point ---------------------------------------------------------------------
+
+
+def softmax(x3: np.ndarray, out3: np.ndarray, temperature: np.ndarray, log_output: bool) -> None:
+    if x3.dtype == np.float16:
+        # Numba has no float16 on the CPU: compute in float32 and round once.
+        wide = np.empty(out3.shape, dtype=np.float32)
+        softmax(x3.astype(np.float32), wide, temperature, log_output)
+        np.copyto(out3, wide, casting="same_kind")
+        return
+    outer, n, inner = x3.shape
+    # Several chunks per thread balance the load; how work is chunked never
+    # changes a result (each row or column block is computed whole by one task).
+    chunks_per_call = 8 * numba.get_num_threads()
+    if inner == 1:
+        n_chunks = min(outer, chunks_per_call)
+        _softmax_rows(x3[:, :, 0], out3[:, :, 0], temperature, log_output, n_chunks)
+    else:
+        # Columns per tile: a tile of n rows stays within ~256 KiB of L2; at least
+        # one 64-byte line of columns (the unit memory is read in), at most 64.
+        line = 64 // x3.dtype.itemsize
+        block = max(line, min(64, TILE_BYTES // (n * x3.dtype.itemsize)))
+        tasks = outer * ((inner + block - 1) // block)
+        _softmax_columns(
+            x3, out3, temperature, log_output, min(tasks, chunks_per_call), block
+        )

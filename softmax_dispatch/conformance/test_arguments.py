@@ -1,0 +1,134 @@
+"""Bad input gets the documented exception, naming the bad value; good input of any layout works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.exceptions import AxisError
+
+import softmax_dispatch as sd
+
+from ._checks import assert_matches_reference
+from ._reference import reference
+
+
+@pytest.mark.parametrize(
+    "x, name",
+    [
+        (np.ones(3, dtype=np.complex128), "complex128"),
+        (np.array([1, "a"], dtype=object), "object"),
+        (np.array(["a", "b"]), "<U1"),
+        (np.array(["2020-01-01"], dtype="datetime64[D]"), "datetime64"),
+        (np.ones(3, dtype=np.longdouble), "float128"),
+    ],
+)
+def test_unsupported_dtypes(backend, x, name):
+    for function in (sd.softmax, sd.log_softmax):
+        with pytest.raises(TypeError, match=name):
+            function(x, backend=backend.name)
+
+
+def test_axis_errors(backend):
+    x = np.ones((2, 3))
+    with pytest.raises(AxisError):
+        sd.softmax(x, axis=2, backend=backend.name)
+    with pytest.raises(AxisError):
+        sd.softmax(x, axis=-3, backend=backend.name)
+    with pytest.raises(AxisError):
+        sd.softmax(x, axis=(0, 5), backend=backend.name)
+    with pytest.raises(ValueError, match="repeated axis"):
+        sd.softmax(x, axis=(1, -1), backend=backend.name)
+    with pytest.raises(TypeError, match="axis"):
+        sd.softmax(x, axis=1.0, backend=backend.name)
+    with pytest.raises(AxisError):
+        sd.softmax(np.array(1.0), axis=1, backend=backend.name)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, np.nan, np.inf, -np.inf])
+def test_bad_scalar_temperature(backend, bad):
+    with pytest.raises(ValueError, match=f"temperature must be finite and > 0, got {bad!r}"):
+        sd.softmax(np.ones(3), temperature=bad, backend=backend.name)
+
+
+def test_bad_temperature_types_and_shapes(backend):
+    x = np.ones((4, 3))
+    with pytest.raises(TypeError):
+        sd.softmax(x, temperature=1j, backend=backend.name)
+    with pytest.raises(TypeError):
+        sd.softmax(x, temperature=True, backend=backend.name)
+    with pytest.raises(TypeError):
+        sd.softmax(x, temperature=np.array(["a"]), backend=backend.name)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        sd.softmax(x, temperature=np.ones((4, 3)), backend=backend.name)  # varies along the axis
+    with pytest.raises(ValueError, match="does not broadcast"):
+        sd.softmax(x, temperature=np.ones(5), backend=backend.name)
+    with pytest.raises(ValueError, match=r"got -2.0 at index \(2, 0\)"):
+        sd.softmax(x, temperature=np.array([[1.0], [1.0], [-2.0], [1.0]]), backend=backend.name)
+    with pytest.raises(ValueError, match=r"got nan at index \(1,\)"):
+        sd.softmax(np.ones((3, 2)), axis=0, temperature=np.array([1.0, np.nan]), backend=backend.name)
+
+
+def test_out_argument_checks(backend):
+    x = backend.put(np.ones((2, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        sd.softmax(x, out=np.empty((3, 2), np.float32), backend=backend.name)
+    with pytest.raises(ValueError, match="dtype"):
+        sd.softmax(x, out=np.empty((2, 3), np.float64), backend=backend.name)
+    with pytest.raises(TypeError, match="out must be"):
+        sd.softmax(x, out=[[0.0] * 3] * 2, backend=backend.name)
+    readonly = np.empty((2, 3), np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        sd.softmax(x, out=readonly, backend=backend.name)
+    with pytest.raises(ValueError, match="dtype"):  # integer input gives float64
+        sd.softmax(np.ones((2, 3), dtype=np.int32), out=np.empty((2, 3), np.int32), backend=backend.name)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 1), None])
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_out_and_in_place(backend, axis, log):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 40))
+    want = reference(x, axis, log=log)
+    function = sd.log_softmax if log else sd.softmax
+    out = np.full_like(x, np.nan)
+    assert function(x, axis=axis, out=out, backend=backend.name) is out
+    assert_matches_reference(out, want, log, axis=axis if axis is not None else (0, 1))
+    inplace = x.copy()
+    assert function(inplace, axis=axis, out=inplace, backend=backend.name) is inplace
+    np.testing.assert_array_equal(inplace, out)
+    # out= with a layout unlike the input, and out= overlapping the input shifted.
+    fortran = np.asfortranarray(np.full_like(x, np.nan))
+    function(x, axis=axis, out=fortran, backend=backend.name)
+    np.testing.assert_array_equal(fortran, out)
+    buffer = np.concatenate([x, x[:1]])
+    function(buffer[:-1], axis=axis, out=buffer[1:], backend=backend.name)
+    np.testing.assert_array_equal(buffer[1:], out)
+
+
+def layouts(x):
+    """The same logical array in many memory layouts."""
+    yield "C", np.ascontiguousarray(x)
+    yield "F", np.asfortranarray(x)
+    big = np.zeros((x.shape[0] * 2, x.shape[1] * 3, x.shape[2]), x.dtype) + 7
+    big[::2, ::3] = x
+    yield "strided", big[::2, ::3]
+    rev = np.ascontiguousarray(x[::-1, :, ::-1])
+    yield "negative", rev[::-1, :, ::-1]
+    yield "transposed", np.ascontiguousarray(x.transpose(2, 0, 1)).transpose(1, 2, 0)
+    ro = x.copy()
+    ro.flags.writeable = False
+    yield "readonly", ro
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, (0, 2), None])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16], ids=lambda d: np.dtype(d).name)
+def test_any_memory_layout(backend, axis, dtype):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((4, 5, 34)) * 4).astype(dtype)
+    for log in (False, True):
+        want = reference(x, axis, log=log)
+        for name, view in layouts(x):
+            got = backend.function(log)(view, axis=axis)
+            assert got.shape == x.shape, name
+            assert_matches_reference(got, want, log, axis=axis if axis is not None else (0, 1, 2))

@@ -1,0 +1,85 @@
+"""Properties of the numba_cpu backend itself: lazy compilation, the disk cache, SIMD code."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+NO_LOCATOR = """
+import warnings
+import numba.core.caching as caching
+
+def refuse(self):
+    raise OSError("read-only file system (simulated)")
+
+# Every cache location refuses to be created: numba raises "no locator available".
+caching._CacheLocator.ensure_cache_path = refuse
+import numpy as np
+import softmax_dispatch as sd
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    a = sd.softmax(np.arange(4.0))
+    b = sd.log_softmax(np.arange(4.0).reshape(2, 2), axis=0)
+messages = [str(w.message) for w in caught if "cannot cache" in str(w.message)]
+print(len(messages), messages[0] if messages else "")
+print(a.sum(), b.shape)
+"""
+
+
+def test_unwritable_cache_falls_back_and_says_so_once():
+    out = subprocess.run([sys.executable, "-c", NO_LOCATOR], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    count_line, result_line = out.stdout.strip().splitlines()[-2:]
+    assert count_line.startswith("1 ") and "NUMBA_CACHE_DIR" in count_line
+    assert result_line.startswith("1.0")
+
+
+def test_kernels_are_cached_on_disk_and_reused():
+    code = "import numpy as np, softmax_dispatch as sd; sd.softmax(np.ones((3, 40), np.float32))"
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        files = [f for _, _, fs in os.walk(cache) for f in fs]
+        assert any(f.endswith(".nbi") for f in files) and any(f.endswith(".nbc") for f in files)
+        debug = dict(env, NUMBA_DEBUG_CACHE="1")
+        out = subprocess.run([sys.executable, "-c", code], env=debug, capture_output=True, text=True, check=True)
+        assert "data loaded from" in out.stdout
+        assert "data saved to" not in out.stdout
+
+
+@pytest.mark.skipif(not re.search(r"\bavx2\b", open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""),
+                    reason="needs an x86-64 CPU with AVX2")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hot_loops_use_packed_simd_exp(dtype):
+    """The exp loops compile to packed FMAs on ymm/zmm registers (our exp vectorises)."""
+    code = f"""
+import numpy as np, softmax_dispatch as sd
+from softmax_dispatch.backends import numba_cpu
+x = np.random.default_rng(0).standard_normal((8, 300)).astype("{dtype}")
+sd.softmax(x); sd.softmax(x, axis=0)
+for name in ("_softmax_rows", "_softmax_columns"):
+    f = getattr(numba_cpu, name)
+    asm = "".join(f.inspect_asm(s) for s in f.signatures)
+    suffix = "ps" if "{dtype}" == "float32" else "pd"
+    print(name, len(__import__("re").findall(r"vfmadd\\d+" + suffix + r"\\s+%[yz]mm", asm)))
+"""
+    with tempfile.TemporaryDirectory() as cache:  # a fresh cache, so the code is compiled here
+        out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+                             capture_output=True, text=True, check=True)
+    counts = dict(line.split() for line in out.stdout.strip().splitlines())
+    for name, count in counts.items():
+        # One vectorised exp body alone has 7 (float32) or 12 (float64) of them.
+        assert int(count) >= 5, f"{name} has only {count} packed FMAs for {dtype}: the exp did not vectorise"
+
+
+def test_float16_goes_through_float32():
+    import softmax_dispatch as sd
+
+    x = np.full((2, 70_000), 1.0, dtype=np.float16)
+    got = sd.softmax(x, backend="numba_cpu")
+    assert got.dtype == np.float16
+    assert np.all(got == np.float16(1 / 70_000))

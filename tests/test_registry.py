@@ -1,0 +1,125 @@
+"""The registry: listing, choosing, use_backend scoping, and errors that say why."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+import softmax_dispatch as sd
+from softmax_dispatch import _registry
+from softmax_dispatch._registry import BackendSpec
+
+
+def test_available_backends_lists_every_registered_backend():
+    rows = sd.available_backends()
+    assert [r["name"] for r in rows] == list(sd.backend_names())
+    for r in rows:
+        assert set(r) == {"name", "device", "array_kinds", "available", "reason", "default_for", "summary"}
+        assert r["available"] == (r["reason"] is None)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["numba_cpu"]["default_for"] == ("numpy",)
+
+
+def test_default_for_numpy_arrays_is_numba_cpu(monkeypatch):
+    calls = []
+    module = _registry.load("numba_cpu")
+    monkeypatch.setattr(module, "softmax", lambda *a: calls.append(a) or module.__dict__)
+    sd.softmax(np.ones((2, 3)))
+    assert len(calls) == 1
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown backend 'nope'.*numpy"):
+        sd.softmax(np.ones(3), backend="nope")
+    with pytest.raises(ValueError, match="unknown backend"):
+        with sd.use_backend("nope"):
+            pass
+
+
+@pytest.fixture
+def phantom_backend(monkeypatch):
+    """A registered backend whose package is not installed."""
+    spec = BackendSpec("phantom", "cpu", ("numpy",), "phantom_module", ("package_that_is_not_installed",), "test")
+    monkeypatch.setitem(_registry._SPECS, "phantom", spec)
+    monkeypatch.delitem(_registry._unavailable, "phantom", raising=False)
+    yield "phantom"
+    _registry._unavailable.pop("phantom", None)
+
+
+def test_unavailable_backend_says_why_and_never_falls_back(phantom_backend):
+    with pytest.raises(sd.BackendUnavailableError, match="'package_that_is_not_installed' is not installed"):
+        sd.softmax(np.ones(3), backend=phantom_backend)
+    with pytest.raises(sd.BackendUnavailableError, match="not installed"):
+        with sd.use_backend(phantom_backend):
+            pass
+    row = {r["name"]: r for r in sd.available_backends()}[phantom_backend]
+    assert row["available"] is False and "not installed" in row["reason"]
+
+
+class FakeDeviceArray:
+    """Stands for a device array from a library with no backend here."""
+
+    __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (0, False), "version": 3}
+
+
+def test_cuda_array_without_a_cuda_backend_is_an_error():
+    with pytest.raises(sd.BackendUnavailableError, match="no registered backend accepts cuda arrays"):
+        sd.softmax(FakeDeviceArray())
+    with pytest.raises(sd.BackendUnavailableError, match="not cuda arrays"):
+        sd.softmax(FakeDeviceArray(), backend="numba_cpu")
+
+
+def test_use_backend_sets_the_default_in_scope_only(monkeypatch):
+    seen = []
+    for name in ("numpy", "numba_cpu"):
+        module = _registry.load(name)
+        monkeypatch.setattr(module, "softmax", lambda *a, n=name: seen.append(n))
+    with sd.use_backend("numpy"):
+        sd.softmax(np.ones(3))
+        sd.softmax(np.ones(3), backend="numba_cpu")  # explicit wins
+    sd.softmax(np.ones(3))
+    assert seen == ["numpy", "numba_cpu", "numba_cpu"]
+
+
+def test_use_backend_is_private_to_threads_and_tasks(monkeypatch):
+    seen = {}
+    for name in ("numpy", "numba_cpu"):
+        module = _registry.load(name)
+        monkeypatch.setattr(module, "softmax", lambda *a, n=name: seen.setdefault(threading.get_ident(), []).append(n))
+    barrier = threading.Barrier(2)
+
+    def in_scope():
+        with sd.use_backend("numpy"):
+            barrier.wait()
+            sd.softmax(np.ones(3))
+            barrier.wait()
+
+    def outside():
+        barrier.wait()
+        sd.softmax(np.ones(3))
+        barrier.wait()
+
+    threads = [threading.Thread(target=in_scope), threading.Thread(target=outside)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v[0] for v in seen.values()) == ["numba_cpu", "numpy"]
+
+    results = []
+
+    async def task(name):
+        if name:
+            with sd.use_backend(name):
+                await asyncio.sleep(0.01)
+                results.append((name, _registry._context_backend.get()))
+        else:
+            await asyncio.sleep(0.005)
+            results.append((name, _registry._context_backend.get()))
+
+    async def both():
+        await asyncio.gather(task("numpy"), task(None))
+
+    asyncio.run(both())
+    assert sorted(results, key=str) == sorted([("numpy", "numpy"), (None, None)], key=str)
