@@ -83,3 +83,27 @@ def test_float16_goes_through_float32():
     got = sd.softmax(x, backend="numba_cpu")
     assert got.dtype == np.float16
     assert np.all(got == np.float16(1 / 70_000))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3, 10, 33, 63, 64, 200])
+def test_every_kernel_gives_the_same_bits(dtype, n):
+    """Short-row, row and strided kernels compute each row identically."""
+    import softmax_dispatch as sd
+
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((300, n)) * 5).astype(dtype)
+    x[5, 0] = np.nan
+    x[7, :] = -np.inf
+    x[9, -1] = np.inf
+    per_row = rng.uniform(0.5, 2.0, (300, 1))
+    for log in (False, True):
+        f = sd.log_softmax if log else sd.softmax
+        for temperature in (1.0, 0.3, 1e-300, per_row):
+            contiguous = f(x, temperature=temperature, backend="numba_cpu")
+            strided_out = np.empty((300, n + 3), dtype)[:, :n]  # not contiguous: row kernel
+            f(x, temperature=temperature, out=strided_out, backend="numba_cpu")
+            columns = f(np.ascontiguousarray(x.T), axis=0, backend="numba_cpu",
+                        temperature=temperature if np.ndim(temperature) == 0 else temperature.T).T
+            np.testing.assert_array_equal(contiguous, strided_out)
+            np.testing.assert_array_equal(contiguous, columns)

@@ -45,6 +45,9 @@ from numba.extending import overload
 from ._numba_jit import jit
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 
+#: Rows shorter than this take the grouped short-row kernel (when contiguous).
+SHORT_ROW = 64
+
 #: Bytes of the transposed tile in the strided kernel (half of a Zen 4 core's L2).
 TILE_BYTES = 512 * 1024
 
@@ -291,6 +294,66 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks):
             _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
 
 
+@jit(parallel=True)
+def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
+    """Many short contiguous rows (``n < SHORT_ROW``): the exp runs over whole groups.
+
+    Within one short row the vectorised exp loop is never entered (16 float32
+    lanes, interleaved, need 32+ elements), so ``_softmax_row`` would run it
+    scalar.  Here a group of rows is one contiguous stretch of memory: the per-row
+    shift and temperature are spread into per-element buffers, and one long loop
+    computes ``exp((x - shift) / T)`` for the whole group, vectorised.  Sums and
+    the limit rules stay per row (the same ``_sum_of_exps`` and ``_careful_row``
+    as the row kernel, so the bits are the row kernel's).
+    """
+    rows, n = x.shape
+    t_step = 1 if temperature.shape[0] > 1 else 0
+    group = max(1, 4096 // n)  # rows per group: about 4096 elements
+    groups = (rows + group - 1) // group
+    for c in prange(n_chunks):
+        shift = np.empty(group * n, dtype=x.dtype)
+        prescale = np.empty(group * n, dtype=x.dtype)
+        divisor = np.empty(group * n, dtype=x.dtype)
+        scale = np.empty(group * n, dtype=x.dtype)
+        exps = np.empty(group * n, dtype=x.dtype)
+        careful = np.zeros(group, dtype=np.bool_)
+        for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
+            r0 = g * group
+            r1 = min(r0 + group, rows)
+            size = (r1 - r0) * n
+            flat_x = x[r0:r1].reshape(size)
+            flat_out = out[r0:r1].reshape(size)
+            for r in range(r0, r1):
+                t = temperature[r * t_step, 0]
+                m, lo = _row_max_min(x[r])
+                careful[r - r0] = _needs_care(m, lo, t)
+                pre, tq = _divisor(t, m)
+                base = (r - r0) * n
+                for k in range(n):
+                    shift[base + k] = m
+                    prescale[base + k] = pre
+                    divisor[base + k] = tq
+            for i in range(size):
+                exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
+            for r in range(r0, r1):
+                base = (r - r0) * n
+                below, ones = _sum_of_exps(exps[base : base + n])
+                value = math.log1p(below + (ones - 1)) if log_output else 1.0 / (below + ones)
+                for k in range(n):
+                    scale[base + k] = value
+            if log_output:
+                for i in range(size):
+                    flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - scale[i]
+            else:
+                for i in range(size):
+                    flat_out[i] = exps[i] * scale[i]
+            for r in range(r0, r1):
+                if careful[r - r0]:
+                    t = temperature[r * t_step, 0]
+                    m, lo = _row_max_min(x[r])
+                    _careful_row(x[r], out[r], t, log_output, m)
+
+
 # -- strided kernel (reduction over a non-last axis) ---------------------------------
 
 
@@ -346,8 +409,12 @@ def softmax(x3: np.ndarray, out3: np.ndarray, temperature: np.ndarray, log_outpu
     # changes a result (each row or column block is computed whole by one task).
     chunks_per_call = 8 * numba.get_num_threads()
     if inner == 1:
-        n_chunks = min(outer, chunks_per_call)
-        _softmax_rows(x3[:, :, 0], out3[:, :, 0], temperature, log_output, n_chunks)
+        x2, out2 = x3[:, :, 0], out3[:, :, 0]
+        if n < SHORT_ROW and x2.flags.c_contiguous and out2.flags.c_contiguous:
+            groups = -(-outer // max(1, 4096 // n))
+            _softmax_short_rows(x2, out2, temperature, log_output, min(groups, chunks_per_call))
+        else:
+            _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call))
     else:
         # Columns per tile: a tile of n rows stays within ~256 KiB of L2; at least
         # one 64-byte line of columns (the unit memory is read in), at most 64.
