@@ -27,6 +27,11 @@ _CONTRACT = """
 """
 
 
+# Shared by every call with T = 1.  Left writeable: Numba compiles a separate
+# specialisation for read-only arrays, and no kernel writes its temperature.
+_UNIT_TEMPERATURE = np.ones((1, 1))
+
+
 def _as_numpy(x):
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(
@@ -39,8 +44,11 @@ def _as_numpy(x):
 def _normalize(x, axis, temperature, out, backend, log_output: bool):
     kind = _arrays.array_kind(x)
     _, kernels = _registry.resolve(backend, kind)
-    scalar_input = np.ndim(x) == 0 and not isinstance(x, np.ndarray)
-    xa = _as_numpy(x)
+    if type(x) is np.ndarray:
+        xa, scalar_input = x, False
+    else:
+        scalar_input = np.ndim(x) == 0 and not isinstance(x, np.ndarray)
+        xa = _as_numpy(x)
     dtype = result_dtype(xa.dtype)
     axes = normalize_axes(axis, xa.ndim)
     reduced_shape = tuple(1 if i in axes else s for i, s in enumerate(xa.shape))
@@ -57,7 +65,7 @@ def _normalize(x, axis, temperature, out, backend, log_output: bool):
     plan = _layout.make_plan(xa.shape, xa.strides, axes)
     x3 = _layout.as_3d(xa, plan)
     if isinstance(temperature, float):
-        temperature = np.full((1, 1), temperature)
+        temperature = _UNIT_TEMPERATURE if temperature == 1.0 else np.full((1, 1), temperature)
     else:
         temperature = _layout.per_row(temperature, plan)
 

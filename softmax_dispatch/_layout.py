@@ -16,6 +16,7 @@ memory order as the input, as NumPy's ufuncs do for ``order="K"``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +31,9 @@ class Plan:
     shape3: tuple[int, int, int]  # (outer, n, inner)
 
 
+@functools.lru_cache(maxsize=1024)
 def make_plan(shape: tuple[int, ...], strides: tuple[int, ...], axes: tuple[int, ...]) -> Plan:
+    """The plan for one (shape, strides, axes): cached, since calls repeat them."""
     ndim = len(shape)
     # Memory order: largest stride first.  Size-1 axes do not matter for memory, so
     # they keep their places and only the longer axes are sorted (stable).
@@ -54,7 +57,7 @@ def make_plan(shape: tuple[int, ...], strides: tuple[int, ...], axes: tuple[int,
         math.prod(work_shape[last:]),
     )
     perm = tuple(order)
-    inverse = tuple(int(i) for i in np.argsort(perm))
+    inverse = tuple(sorted(range(ndim), key=perm.__getitem__))
     return Plan(perm, inverse, work_shape, shape3)
 
 
