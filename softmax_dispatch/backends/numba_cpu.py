@@ -128,14 +128,30 @@ def _down(a, v):
 
 
 @jit()
-def _row_max_min(xr):
-    """(max, min) of a row ignoring NaN, over 8 explicit lanes each.
+def _row_max(xr):
+    """Max of a row ignoring NaN (-inf for an all-NaN row), over 8 explicit lanes.
 
     LLVM does not vectorise a select-based max reduction without ``nnan``; eight
-    independent accumulators at least run in parallel (and this pass is the one
-    that streams x from memory).  The min is needed only to detect rows where
-    ``x - max`` overflows (see ``_careful_row``).
+    independent accumulators at least run in parallel (this is the pass that
+    streams x from memory).
     """
+    n = xr.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
+    i = 0
+    while i + 8 <= n:
+        a0, a1, a2, a3 = _up(a0, xr[i]), _up(a1, xr[i + 1]), _up(a2, xr[i + 2]), _up(a3, xr[i + 3])
+        a4, a5, a6, a7 = _up(a4, xr[i + 4]), _up(a5, xr[i + 5]), _up(a6, xr[i + 6]), _up(a7, xr[i + 7])
+        i += 8
+    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+    while i < n:
+        m = _up(m, xr[i])
+        i += 1
+    return m
+
+
+@jit()
+def _row_max_min(xr):
+    """(max, min) of a row ignoring NaN, over 8 explicit lanes each."""
     n = xr.shape[0]
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
     z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = _like(np.inf, xr[0])
@@ -155,6 +171,19 @@ def _row_max_min(xr):
         lo = _down(lo, xr[i])
         i += 1
     return m, lo
+
+
+@jit()
+def _row_bounds(xr, temperature):
+    """(max, min) of a row; the min only where it matters (T > 1), else +inf.
+
+    The min serves one purpose: finding rows where ``x - max`` overflows while
+    ``(x - max)/T`` would not, which needs T > 1 (with T <= 1 the overflowed -inf
+    is the right answer).  Tracking it costs about half of this pass.
+    """
+    if temperature > 1:
+        return _row_max_min(xr)
+    return _row_max(xr), _like(np.inf, xr[0])
 
 
 @jit(inline="always")
@@ -201,83 +230,104 @@ def _careful_row(xr, outr, temperature, log_output, m):
         t_half = temperature * half
         shifted = np.empty(n, dtype=np.float64)
         exps = np.empty(n, dtype=np.float64)
+        maxima = 0
         for i in range(n):
             shifted[i] = (np.float64(xr[i]) * half - m_half) / t_half
-            exps[i] = math.exp(shifted[i])
-        below, ones = _sum_of_exps(exps)
+            exps[i] = math.exp(shifted[i]) if (shifted[i] != 0 or not log_output) else 0.0
+            maxima += shifted[i] == 0
+        total = _lane_sum(exps)
         if log_output:
-            log_s = math.log1p(below + (ones - 1))
+            log_s = math.log1p(total + (maxima - 1))
             for i in range(n):
                 outr[i] = shifted[i] - log_s
         else:
-            scale = 1.0 / (below + ones)
+            scale = 1.0 / total
             for i in range(n):
                 outr[i] = exps[i] * scale
 
 
 @jit()
-def _sum_of_exps(e):
-    """``(sum of the entries below 1, count of entries equal to 1)`` of a row of exps.
+def _lane_sum(e):
+    """Sum of a row in float64, in eight explicit lanes: a fixed order.
 
-    The order of the additions is fixed here, in eight explicit lanes, not left
-    to LLVM: the vectoriser runs a loop vectorised or scalar depending on the
-    layout of the arrays and on a run-time overlap check between input and output,
-    and the two orders round differently.  With fixed lanes, every layout, in
-    place or not, gives the same bits.  (No fastmath here, on purpose.)
-
-    The maxima (``exp(0) = 1``) are counted apart so that ``log(sum)`` can be taken
-    as ``log1p(rest + (count - 1))``, accurate when one entry dominates and the
-    sum is barely above 1 (Blanchard, Higham & Higham 2021).
+    The order is fixed here, not left to LLVM: the vectoriser runs a loop
+    vectorised or scalar depending on the layout of the arrays and on a run-time
+    overlap check between input and output, and the two orders round
+    differently.  With fixed lanes every layout, in place or not, gives the same
+    bits.  (No fastmath here or anywhere in this module, on purpose.)
     """
     n = e.shape[0]
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
-    ones = 0
     i = 0
     while i + 8 <= n:
-        v0, v1, v2, v3 = np.float64(e[i]), np.float64(e[i + 1]), np.float64(e[i + 2]), np.float64(e[i + 3])
-        v4, v5, v6, v7 = np.float64(e[i + 4]), np.float64(e[i + 5]), np.float64(e[i + 6]), np.float64(e[i + 7])
-        b0 += v0 if v0 != 1.0 else 0.0
-        b1 += v1 if v1 != 1.0 else 0.0
-        b2 += v2 if v2 != 1.0 else 0.0
-        b3 += v3 if v3 != 1.0 else 0.0
-        b4 += v4 if v4 != 1.0 else 0.0
-        b5 += v5 if v5 != 1.0 else 0.0
-        b6 += v6 if v6 != 1.0 else 0.0
-        b7 += v7 if v7 != 1.0 else 0.0
-        ones += (v0 == 1.0) + (v1 == 1.0) + (v2 == 1.0) + (v3 == 1.0)
-        ones += (v4 == 1.0) + (v5 == 1.0) + (v6 == 1.0) + (v7 == 1.0)
+        b0 += np.float64(e[i])
+        b1 += np.float64(e[i + 1])
+        b2 += np.float64(e[i + 2])
+        b3 += np.float64(e[i + 3])
+        b4 += np.float64(e[i + 4])
+        b5 += np.float64(e[i + 5])
+        b6 += np.float64(e[i + 6])
+        b7 += np.float64(e[i + 7])
         i += 8
-    below = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
+    total = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
     while i < n:
-        v = np.float64(e[i])
-        below += v if v != 1.0 else 0.0
-        ones += v == 1.0
+        total += np.float64(e[i])
         i += 1
-    return below, ones
+    return total
+
+
+@jit()
+def _store_exps(xr, e, m, pre, tq, log_output):
+    """``e[i] = exp(t_i)``, ``t_i = (x_i - m) * pre / tq``; returns the count of t == 0.
+
+    For log output the maxima (t == 0) store 0 instead of 1 and are only counted,
+    so that ``log(sum)`` can be taken as ``log1p(rest + (count - 1))``, accurate
+    when one entry dominates and the sum is barely above 1 (Blanchard, Higham &
+    Higham 2021); a NaN still stores NaN.  ``t`` is a true division, not a
+    multiply by 1/T: one rounding instead of two (a tiny probability's relative
+    error is ~eps*|t|).  T = 1 skips the division (a fifth of this pass).
+    """
+    n = xr.shape[0]
+    maxima = 0
+    unit = pre == 1 and tq == 1
+    if log_output and unit:
+        for i in range(n):
+            t = xr[i] - m
+            e[i] = _exp_nonpos(t) if t != 0 else 0
+            maxima += t == 0
+    elif log_output:
+        for i in range(n):
+            t = ((xr[i] - m) * pre) / tq
+            e[i] = _exp_nonpos(t) if t != 0 else 0
+            maxima += t == 0
+    elif unit:
+        for i in range(n):
+            e[i] = _exp_nonpos(xr[i] - m)
+    else:
+        for i in range(n):
+            e[i] = _exp_nonpos(((xr[i] - m) * pre) / tq)
+    return maxima
 
 
 @jit()
 def _softmax_row(xr, outr, temperature, log_output, scratch):
     """One row.  ``scratch`` (length of the row) holds the exps of a log_softmax row."""
-    m, lo = _row_max_min(xr)
+    m, lo = _row_bounds(xr, temperature)
     if _needs_care(m, lo, temperature):
         _careful_row(xr, outr, temperature, log_output, m)
         return
     pre, tq = _divisor(temperature, m)
     # exp(t) is stored (in out, or for log output in scratch, since x may be out
     # and is needed again) and summed by a loop of its own with a fixed order.
-    # t is a true division, not a multiply by 1/T: one rounding instead of two
-    # (tiny probabilities have relative error ~eps*|t|).
     exps = scratch if log_output else outr
-    for i in range(xr.shape[0]):
-        exps[i] = _exp_nonpos(((xr[i] - m) * pre) / tq)
-    below, ones = _sum_of_exps(exps)
+    maxima = _store_exps(xr, exps, m, pre, tq, log_output)
+    total = _lane_sum(exps)
     if log_output:
-        log_s = _like(math.log1p(below + (ones - 1)), m)
+        log_s = _like(math.log1p(total + (maxima - 1)), m)
         for i in range(xr.shape[0]):
             outr[i] = ((xr[i] - m) * pre) / tq - log_s
     else:
-        scale = _like(1.0 / (below + ones), m)
+        scale = _like(1.0 / total, m)
         for i in range(xr.shape[0]):
             outr[i] = outr[i] * scale
 
@@ -303,8 +353,8 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     scalar.  Here a group of rows is one contiguous stretch of memory: the per-row
     shift and temperature are spread into per-element buffers, and one long loop
     computes ``exp((x - shift) / T)`` for the whole group, vectorised.  Sums and
-    the limit rules stay per row (the same ``_sum_of_exps`` and ``_careful_row``
-    as the row kernel, so the bits are the row kernel's).
+    the limit rules stay per row (the same ``_lane_sum`` and ``_careful_row`` as
+    the row kernel, so the bits are the row kernel's).
     """
     rows, n = x.shape
     t_step = 1 if temperature.shape[0] > 1 else 0
@@ -316,6 +366,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
         divisor = np.empty(group * n, dtype=x.dtype)
         scale = np.empty(group * n, dtype=x.dtype)
         exps = np.empty(group * n, dtype=x.dtype)
+        is_max = np.empty(group * n, dtype=np.int64)
         careful = np.zeros(group, dtype=np.bool_)
         for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
             r0 = g * group
@@ -325,7 +376,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
             flat_out = out[r0:r1].reshape(size)
             for r in range(r0, r1):
                 t = temperature[r * t_step, 0]
-                m, lo = _row_max_min(x[r])
+                m, lo = _row_bounds(x[r], t)
                 careful[r - r0] = _needs_care(m, lo, t)
                 pre, tq = _divisor(t, m)
                 base = (r - r0) * n
@@ -333,12 +384,24 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                     shift[base + k] = m
                     prescale[base + k] = pre
                     divisor[base + k] = tq
-            for i in range(size):
-                exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
+            if log_output:  # maxima store 0 and are counted, as in _store_exps
+                for i in range(size):
+                    t = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i]
+                    exps[i] = _exp_nonpos(t) if t != 0 else 0
+                    is_max[i] = t == 0
+            else:
+                for i in range(size):
+                    exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
             for r in range(r0, r1):
                 base = (r - r0) * n
-                below, ones = _sum_of_exps(exps[base : base + n])
-                value = math.log1p(below + (ones - 1)) if log_output else 1.0 / (below + ones)
+                total = _lane_sum(exps[base : base + n])
+                if log_output:
+                    maxima = 0
+                    for k in range(n):
+                        maxima += is_max[base + k]
+                    value = math.log1p(total + (maxima - 1))
+                else:
+                    value = 1.0 / total
                 for k in range(n):
                     scale[base + k] = value
             if log_output:
@@ -350,8 +413,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
             for r in range(r0, r1):
                 if careful[r - r0]:
                     t = temperature[r * t_step, 0]
-                    m, lo = _row_max_min(x[r])
-                    _careful_row(x[r], out[r], t, log_output, m)
+                    _careful_row(x[r], out[r], t, log_output, _row_max(x[r]))
 
 
 # -- strided kernel (reduction over a non-last axis) ---------------------------------
