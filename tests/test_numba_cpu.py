@@ -26,7 +26,7 @@ with warnings.catch_warnings(record=True) as caught:
     b = sd.log_softmax(np.arange(4.0).reshape(2, 2), axis=0)
 messages = [str(w.message) for w in caught if "cannot cache" in str(w.message)]
 print(len(messages), messages[0] if messages else "")
-print(a.sum(), b.shape)
+print(abs(a.sum() - 1) < 1e-12, b.shape)
 """
 
 
@@ -35,7 +35,7 @@ def test_unwritable_cache_falls_back_and_says_so_once():
     assert out.returncode == 0, out.stderr
     count_line, result_line = out.stdout.strip().splitlines()[-2:]
     assert count_line.startswith("1 ") and "NUMBA_CACHE_DIR" in count_line
-    assert result_line.startswith("1.0")
+    assert result_line.startswith("True")
 
 
 def test_kernels_are_cached_on_disk_and_reused():

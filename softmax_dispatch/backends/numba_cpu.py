@@ -5,10 +5,14 @@ Two kernels cover every layout (see :mod:`softmax_dispatch._layout`):
 ``_softmax_rows`` (``inner == 1``)
     One row per task, ``prange`` over rows.  Four passes over a row: a max pass
     (the only one that streams ``x`` from memory), an exp pass that stores
-    ``exp(t)`` into ``out``, a sum over ``out`` and a pass that scales ``out`` in
-    place (``log_softmax``: writes ``t - log(sum)``, recomputing ``t``).  A row of
-    up to ~512 KiB stays in L2 between passes, so memory traffic is one read of
-    ``x`` and one write of ``out`` (plus the read-for-ownership of ``out``).
+    ``exp(t)`` into a per-thread scratch row, a sum over the scratch, and a pass
+    that writes ``out = scratch / sum`` (``log_softmax``: ``t - log(sum)``,
+    recomputing ``t``).  A row of up to ~256 KiB (and its scratch) stays in L2
+    between passes, so memory traffic is one read of ``x`` and one write of
+    ``out`` (plus the read-for-ownership of ``out``).
+
+``_softmax_short_rows`` (contiguous rows shorter than ``SHORT_ROW``)
+    The same numbers, but the exp runs over groups of rows at once.
 
 ``_softmax_columns`` (``inner > 1``, a non-last axis)
     No transpose copy of the array: a task copies a block of adjacent columns
@@ -22,12 +26,12 @@ Numerics (the contract in ``softmax_dispatch.softmax``):
   float16 on the CPU), which costs one extra pass over the input and the output.
 - ``exp`` is our own vectorisable one (``_simd_exp``): Numba's calls libm once per
   element and stops LLVM from vectorising the loop.
-- No ``fastmath`` at all: every reduction (max, min, sum) is written with eight
-  explicit accumulators in a fixed order, so LLVM need not reassociate to use
-  several lanes, and the result does not depend on whether a loop was
-  vectorised (which varies with the layout and with a run-time overlap check of
-  in-place calls).  A row is never split across threads.  Results are therefore
-  bitwise identical run to run, for any thread count, in place or not.
+- Max and min are written with eight explicit accumulators; the one sum,
+  ``_lane_sum``, is the only function with ``reassoc`` and always reads a
+  contiguous scratch row, so it is the same compiled loop for every layout and
+  in-place call.  No ``nnan``/``ninf`` anywhere: NaN and inf keep IEEE meaning.
+  A row is never split across threads.  Results are therefore bitwise
+  identical run to run, for any thread count, any layout, in place or not.
 - The max ignores NaN; a NaN then reaches the sum (``exp(NaN) = NaN``) and
   poisons the whole row, as required.  Rows whose max is ``+inf`` or ``-inf``,
   and rows where ``x - max`` overflows, take a scalar path (``_careful_row``).
@@ -246,33 +250,20 @@ def _careful_row(xr, outr, temperature, log_output, m):
                 outr[i] = exps[i] * scale
 
 
-@jit()
+@jit(fastmath={"reassoc"})
 def _lane_sum(e):
-    """Sum of a row in float64, in eight explicit lanes: a fixed order.
+    """Sum of a contiguous row in float64, vectorised.
 
-    The order is fixed here, not left to LLVM: the vectoriser runs a loop
-    vectorised or scalar depending on the layout of the arrays and on a run-time
-    overlap check between input and output, and the two orders round
-    differently.  With fixed lanes every layout, in place or not, gives the same
-    bits.  (No fastmath here or anywhere in this module, on purpose.)
+    The one function of this module compiled with ``reassoc``: it lets LLVM sum
+    in SIMD lanes.  The order then depends only on the compiled code and the
+    length, and every caller passes a C-contiguous scratch row (never ``out`` or
+    ``x``, whose layouts vary), so every kernel, layout and in-place call gets
+    the same specialisation and the same bits.  (A loop that also stores would
+    have run vectorised or scalar depending on a run-time overlap check.)
     """
-    n = e.shape[0]
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
-    i = 0
-    while i + 8 <= n:
-        b0 += np.float64(e[i])
-        b1 += np.float64(e[i + 1])
-        b2 += np.float64(e[i + 2])
-        b3 += np.float64(e[i + 3])
-        b4 += np.float64(e[i + 4])
-        b5 += np.float64(e[i + 5])
-        b6 += np.float64(e[i + 6])
-        b7 += np.float64(e[i + 7])
-        i += 8
-    total = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7))
-    while i < n:
+    total = 0.0
+    for i in range(e.shape[0]):
         total += np.float64(e[i])
-        i += 1
     return total
 
 
@@ -311,15 +302,15 @@ def _store_exps(xr, e, m, pre, tq, log_output):
 
 @jit()
 def _softmax_row(xr, outr, temperature, log_output, scratch):
-    """One row.  ``scratch`` (length of the row) holds the exps of a log_softmax row."""
+    """One row.  ``scratch`` is a C-contiguous buffer of the row's length for the exps."""
     m, lo = _row_bounds(xr, temperature)
     if _needs_care(m, lo, temperature):
         _careful_row(xr, outr, temperature, log_output, m)
         return
     pre, tq = _divisor(temperature, m)
-    # exp(t) is stored (in out, or for log output in scratch, since x may be out
-    # and is needed again) and summed by a loop of its own with a fixed order.
-    exps = scratch if log_output else outr
+    # exp(t) goes to scratch (x may be out, and log output needs x again), the
+    # sum reads it back from L1/L2: see _lane_sum for why it is a loop of its own.
+    exps = scratch[: xr.shape[0]]
     maxima = _store_exps(xr, exps, m, pre, tq, log_output)
     total = _lane_sum(exps)
     if log_output:
@@ -329,7 +320,7 @@ def _softmax_row(xr, outr, temperature, log_output, scratch):
     else:
         scale = _like(1.0 / total, m)
         for i in range(xr.shape[0]):
-            outr[i] = outr[i] * scale
+            outr[i] = exps[i] * scale
 
 
 @jit(parallel=True)
@@ -339,7 +330,7 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks):
     # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
     # chunk (a million rows of 10 would otherwise pay a million allocations).
     for c in prange(n_chunks):
-        scratch = np.empty(n if log_output else 0, dtype=x.dtype)
+        scratch = np.empty(n, dtype=x.dtype)
         for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
             _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
 
@@ -438,7 +429,7 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     j_step = 1 if temperature.shape[1] > 1 else 0
     for c in prange(n_chunks):
         tile = np.empty((block, n), dtype=x.dtype)
-        scratch = np.empty(n if log_output else 0, dtype=x.dtype)
+        scratch = np.empty(n, dtype=x.dtype)
         for task in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             o = task // blocks
             j0 = (task - o * blocks) * block
