@@ -52,8 +52,8 @@ from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
 
-#: Bytes of the transposed tile in the strided kernel (half of a Zen 4 core's L2).
-TILE_BYTES = 512 * 1024
+#: Bytes of the transposed tile in the strided kernel (a Zen 4 core has 1 MiB of L2).
+TILE_BYTES = 1024 * 1024
 
 
 def unavailable_reason() -> str | None:
@@ -429,22 +429,41 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     j_step = 1 if temperature.shape[1] > 1 else 0
     for c in prange(n_chunks):
         tile = np.empty((block, n), dtype=x.dtype)
+        buffer = np.empty((16, block), dtype=x.dtype)
         scratch = np.empty(n, dtype=x.dtype)
         for task in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             o = task // blocks
             j0 = (task - o * blocks) * block
             w = min(block, inner - j0)
-            for k in range(n):
-                xk = x[o, k, j0 : j0 + w]
+            # Both copies go through a 16 x block buffer that stays in L1: rows of x
+            # (or out) are copied whole, and the transposition happens between
+            # the buffer and the tile.  Done directly, LLVM vectorises the copy
+            # with scatter or gather instructions, 3-5x slower on Zen 4.
+            for k0 in range(0, n, 16):
+                k1 = min(k0 + 16, n)
+                for k in range(k0, k1):
+                    xk = x[o, k, j0 : j0 + w]
+                    bk = buffer[k - k0]
+                    for j in range(w):
+                        bk[j] = xk[j]
                 for j in range(w):
-                    tile[j, k] = xk[j]
+                    tile_row = tile[j]
+                    for k in range(k0, k1):
+                        tile_row[k] = buffer[k - k0, j]
             for j in range(w):
                 t = temperature[o * o_step, (j0 + j) * j_step]
                 _softmax_row(tile[j], tile[j], t, log_output, scratch)
-            for k in range(n):
-                ok = out[o, k, j0 : j0 + w]
+            for k0 in range(0, n, 16):
+                k1 = min(k0 + 16, n)
                 for j in range(w):
-                    ok[j] = tile[j, k]
+                    tile_row = tile[j]
+                    for k in range(k0, k1):
+                        buffer[k - k0, j] = tile_row[k]
+                for k in range(k0, k1):
+                    ok = out[o, k, j0 : j0 + w]
+                    bk = buffer[k - k0]
+                    for j in range(w):
+                        ok[j] = bk[j]
 
 
 # -- entry point ---------------------------------------------------------------------
