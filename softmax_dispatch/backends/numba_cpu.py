@@ -52,7 +52,9 @@ from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
 
-#: Bytes of the transposed tile in the strided kernel (a Zen 4 core has 1 MiB of L2).
+#: Bytes of the transposed tile in the strided kernel.  Longer contiguous runs per
+#: row read (256 B for float32 at n = 4096) beat staying inside the 1 MiB L2:
+#: 60 vs 72 ms on the axis-0 case, measured on a shared machine (docs/performance.md).
 TILE_BYTES = 1024 * 1024
 
 
@@ -488,8 +490,8 @@ def softmax(x3: np.ndarray, out3: np.ndarray, temperature: np.ndarray, log_outpu
         else:
             _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call))
     else:
-        # Columns per tile: a tile of n rows stays within ~256 KiB of L2; at least
-        # one 64-byte line of columns (the unit memory is read in), at most 64.
+        # Columns per tile: a tile of n rows stays within TILE_BYTES; at least one
+        # 64-byte line of columns (the unit memory is read in), at most 64.
         line = 64 // x3.dtype.itemsize
         block = max(line, min(64, TILE_BYTES // (n * x3.dtype.itemsize)))
         tasks = outer * ((inner + block - 1) // block)
