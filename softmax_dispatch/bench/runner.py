@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -15,14 +16,10 @@ import softmax_dispatch as sd
 from softmax_dispatch import _registry
 from softmax_dispatch.conformance._reference import reference
 
-from .cases import Case, cases
-from .peers import load_peers
-from .timing import copy_bandwidth, jit_costs, median_seconds
-
-#: Error thresholds of the contract: (relative tolerance, smallest value checked).
-TOLERANCE = {"float32": (5e-6, 1e-30), "float64": (1e-13, 1e-290)}
-CACHE_BYTES = 64 * 2**20  # inputs smaller than this are rotated so repeats miss the caches
-
+from .cases import cases
+from .peers import FACTORIES as PEER_NAMES
+from .timing import copy_bandwidth, jit_costs
+from .worker import TOLERANCE
 
 class Progress:
     """One status line on stderr, rewritten in place on a terminal."""
@@ -44,15 +41,6 @@ class Progress:
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()
-
-
-def max_relative_error(got: np.ndarray, want: np.ndarray, dtype: str) -> float:
-    _, smallest = TOLERANCE[dtype]
-    got = np.asarray(got, dtype=np.float64)
-    if np.isnan(got).any():
-        return math.inf
-    mask = want >= smallest
-    return float(np.max(np.abs(got[mask] - want[mask]) / want[mask]))
 
 
 def machine_description() -> dict:
@@ -80,95 +68,88 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def _rotated_inputs(case: Case, x: np.ndarray) -> list[np.ndarray]:
-    copies = 1 if case.nbytes >= CACHE_BYTES else min(256, math.ceil(CACHE_BYTES / case.nbytes))
-    return [x] + [x.copy() for _ in range(copies - 1)]
-
-
-def _timed(call_on, inputs, repeats: int) -> float:
-    """Median seconds of ``call_on(input)`` cycling through ``inputs``."""
-    state = {"i": 0}
-
-    def call():
-        state["i"] = (state["i"] + 1) % len(inputs)
-        return call_on(inputs[state["i"]])
-
-    return median_seconds(call, repeats, warmup=2, min_time=0.3)
+def _worker(spec: dict, progress: Progress, label: str):
+    """Run one implementation's worker process; yield its JSON rows as they come."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "softmax_dispatch.bench.worker"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    process.stdin.write(json.dumps(spec))
+    process.stdin.close()
+    for line in process.stdout:
+        row = json.loads(line)
+        if "case" in row:
+            progress.step(f"{row['case']}: {row['impl']}")
+        yield row
+    if process.wait() != 0:
+        raise RuntimeError(f"the bench worker for {label} failed (exit {process.returncode})")
 
 
 def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dict:
     dtypes = dtypes or (("float32",) if quick else ("float32", "float64"))
-    repeats = 5 if quick else 15
-    backends = backends or [b["name"] for b in sd.available_backends() if b["available"] and b["device"] == "cpu"]
-    skipped = {
-        b["name"]: b["reason"] for b in sd.available_backends() if not b["available"]
-    }
-    peers, missing_peers = load_peers(peer_names)
+    repeats, min_time = (3, 0.05) if quick else (15, 0.3)
+    listing = sd.available_backends()
+    backends = backends or [b["name"] for b in listing if b["available"] and b["device"] == "cpu"]
+    skipped = {b["name"]: b["reason"] for b in listing if not b["available"]}
+    peer_names = peer_names or list(PEER_NAMES)
     work = cases(dtypes)
-    progress = Progress(total=len(work) * (2 * len(backends) + len(peers)) + 2)
+    progress = Progress(total=len(work) * (2 * len(backends) + len(peer_names)) + len(work) + 2)
 
-    progress.step("copy bandwidth, all threads")
     import numba
 
     threads = numba.get_num_threads()
     copy_bytes = 2**28 if quick else 2**30
+    progress.step("copy bandwidth, all threads")
     bandwidth = copy_bandwidth(copy_bytes, threads)
     progress.step("copy bandwidth, one thread")
     bandwidth_1t = copy_bandwidth(copy_bytes, 1)
 
-    rows = []
-    for case in work:
-        x = case.make_input()
-        want = reference(x, case.axis).astype(np.float64)
-        inputs = _rotated_inputs(case, x)
-        moved = 2 * case.nbytes  # one read of x, one write of the result
-        case_rows = []
-
-        for name in backends:
-            got = sd.softmax(x, axis=case.axis, backend=name)  # also compiles
-            error = max_relative_error(got, want, case.dtype)
-            del got
-            progress.step(f"{case.name}: {name}")
-            seconds = _timed(lambda v, n=name: sd.softmax(v, axis=case.axis, backend=n), inputs, repeats)
-            case_rows.append(dict(impl=name, kind="backend", seconds=seconds, max_rel_error=error))
-            out = np.empty_like(x)
-            progress.step(f"{case.name}: {name} out=")
-            seconds = _timed(
-                lambda v, n=name: sd.softmax(v, axis=case.axis, backend=n, out=out), inputs, repeats
-            )
-            case_rows.append(dict(impl=f"{name} (out=)", kind="backend-out", seconds=seconds, max_rel_error=error))
-
-        for peer in peers:
-            prepared = [peer.prepare(v, case.axis) for v in inputs]
-            error = max_relative_error(peer.to_numpy(peer.run(prepared[0], case.axis)), want, case.dtype)
-            progress.step(f"{case.name}: {peer.name}")
-            seconds = _timed(lambda v, p=peer: p.run(v, case.axis), prepared, repeats)
-            case_rows.append(dict(impl=peer.name, kind="peer", seconds=seconds, max_rel_error=error))
-            del prepared
-
-        fastest_peer = min((r["seconds"] for r in case_rows if r["kind"] == "peer"), default=None)
-        rtol, _ = TOLERANCE[case.dtype]
-        for r in case_rows:
-            r.update(
-                case=case.name,
-                shape=list(case.shape),
-                axis=case.axis,
-                dtype=case.dtype,
-                bytes=case.nbytes,
-                median_ms=r["seconds"] * 1e3,
-                gb_per_s=moved / r["seconds"] / 1e9,
-                fraction_of_copy=moved / r["seconds"] / bandwidth,
-                speedup_vs_fastest_peer=(fastest_peer / r["seconds"]) if fastest_peer else None,
-                within_contract=r["max_rel_error"] <= rtol,
-            )
-        rows.extend(case_rows)
-        del inputs
+    rows, missing_peers = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        references = []
+        for i, case in enumerate(work):
+            progress.step(f"{case.name}: extended-precision reference")
+            path = os.path.join(folder, f"reference{i}.npy")
+            np.save(path, reference(case.make_input(), case.axis).astype(np.float64))
+            references.append(path)
+        base = {
+            "cases": [dict(shape=c.shape, axis=c.axis, dtype=c.dtype, label=c.label) for c in work],
+            "references": references,
+            "repeats": repeats,
+            "min_time": min_time,
+        }
+        for kind, names in (("backend", backends), ("peer", peer_names)):
+            for name in names:
+                for row in _worker(dict(base, kind=kind, name=name), progress, name):
+                    if "missing" in row:
+                        missing_peers[name] = row["missing"]
+                    else:
+                        rows.append(row)
     progress.close()
+
+    by_case = {case.name: case for case in work}
+    for r in rows:
+        case = by_case[r["case"]]
+        moved = 2 * case.nbytes  # one read of x, one write of the result
+        peers = [p["seconds"] for p in rows if p["case"] == r["case"] and p["kind"] == "peer"]
+        rtol, _ = TOLERANCE[case.dtype]
+        r.update(
+            shape=list(case.shape),
+            axis=case.axis,
+            dtype=case.dtype,
+            bytes=case.nbytes,
+            median_ms=r["seconds"] * 1e3,
+            gb_per_s=moved / r["seconds"] / 1e9,
+            fraction_of_copy=moved / r["seconds"] / bandwidth,
+            speedup_vs_fastest_peer=(min(peers) / r["seconds"]) if peers else None,
+            within_contract=r["max_rel_error"] <= rtol,
+        )
+    order = {case.name: i for i, case in enumerate(work)}
+    rows.sort(key=lambda r: order[r["case"]])
 
     jit = {}
     for name in backends:
-        spec = _registry.spec(name)
-        if "numba" in spec.requires:
+        if "numba" in _registry.spec(name).requires:
             first, cached = jit_costs(name)
             jit[name] = {"first_call_s": first, "cached_first_call_s": cached}
 
