@@ -49,6 +49,9 @@ from numba.extending import overload
 from ._numba_jit import jit
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 
+#: Inputs with fewer elements than this (about 20 us of work) run on one thread.
+SERIAL_BELOW = 2**15
+
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
 
@@ -478,6 +481,22 @@ def softmax(x3: np.ndarray, out3: np.ndarray, temperature: np.ndarray, log_outpu
         softmax(x3.astype(np.float32), wide, temperature, log_output)
         np.copyto(out3, wide, casting="same_kind")
         return
+    if x3.size < SERIAL_BELOW:
+        # Small inputs run on the calling thread alone: waking the pool costs more
+        # than the work, and a pool thread that the OS has descheduled (another
+        # process busy on the core) stalls the call for a whole time slice.
+        # Numba's thread count is per calling thread, so this is thread-safe.
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            _launch(x3, out3, temperature, log_output)
+        finally:
+            numba.set_num_threads(threads)
+    else:
+        _launch(x3, out3, temperature, log_output)
+
+
+def _launch(x3, out3, temperature, log_output) -> None:
     outer, n, inner = x3.shape
     # Several chunks per thread balance the load; how work is chunked never
     # changes a result (each row or column block is computed whole by one task).
