@@ -83,3 +83,27 @@ def test_dtypes_agree(backend, x):
     p64 = backend.softmax(x)
     p32 = backend.softmax(x.astype(np.float32)).astype(np.float64)
     np.testing.assert_allclose(p32, p64, rtol=5e-4, atol=1e-30)
+
+
+specials = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e300, -1e300])
+
+
+@SETTINGS
+@given(
+    x=rows,
+    spots=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 69), specials), max_size=8),
+    axis=st.sampled_from([-1, 0]),
+    log=st.booleans(),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_special_values_anywhere(backend, x, spots, axis, log, dtype):
+    """NaN, +-inf and huge values sprinkled at random follow the limit rules."""
+    from ._checks import assert_matches_reference
+
+    x = x.copy()
+    for i, j, value in spots:
+        x[i % x.shape[0], j % x.shape[1]] = value
+    with np.errstate(over="ignore"):
+        x = x.astype(dtype)
+    got = backend.function(log)(x, axis=axis)
+    assert_matches_reference(got, reference(x, axis, log=log), log, axis=axis)
