@@ -112,15 +112,26 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dic
             path = os.path.join(folder, f"reference{i}.npy")
             np.save(path, reference(case.make_input(), case.axis).astype(np.float64))
             references.append(path)
-        base = {
-            "cases": [dict(shape=c.shape, axis=c.axis, dtype=c.dtype, label=c.label) for c in work],
-            "references": references,
-            "repeats": repeats,
-            "min_time": min_time,
-        }
-        for kind, names in (("backend", backends), ("peer", peer_names)):
-            for name in names:
-                for row in _worker(dict(base, kind=kind, name=name), progress, name):
+        described = [dict(shape=c.shape, axis=c.axis, dtype=c.dtype, label=c.label) for c in work]
+        # A full run starts one worker per (case, implementation), cycling through
+        # the implementations case by case, so a change in the machine's load
+        # (it is shared) hits every implementation of a case alike.  --quick
+        # starts one worker per implementation, to stay near a minute.
+        batches = [list(range(len(work)))] if quick else [[i] for i in range(len(work))]
+        implementations = [("backend", n) for n in backends] + [("peer", n) for n in peer_names]
+        for batch in batches:
+            for kind, name in implementations:
+                if name in missing_peers:
+                    continue
+                spec = {
+                    "kind": kind,
+                    "name": name,
+                    "cases": [described[i] for i in batch],
+                    "references": [references[i] for i in batch],
+                    "repeats": repeats,
+                    "min_time": min_time,
+                }
+                for row in _worker(spec, progress, name):
                     if "missing" in row:
                         missing_peers[name] = row["missing"]
                     else:
@@ -207,9 +218,46 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """A compact table per dtype: each backend (new array and out=) beside the best peer."""
+    m = report["machine"]
+    lines = [
+        f"Measured {report['when']} on {m['cpu_model']} ({m['cores']} cores, "
+        f"{m['numba_threads']} Numba threads), numpy {m['numpy']}, numba {m['numba']}; "
+        f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s (read + write, "
+        f"{report['copy_threads']} threads). Medians; `x best` = best peer's time / ours.",
+        "",
+        "| case | implementation | ms | GB/s | % of copy | x best peer | best peer (ms) | max rel. error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case in dict.fromkeys(r["case"] for r in report["results"]):
+        rows = [r for r in report["results"] if r["case"] == case]
+        peers = [r for r in rows if r["kind"] == "peer"]
+        best = min(peers, key=lambda r: r["seconds"]) if peers else None
+        for r in rows:
+            if r["kind"] == "peer":
+                continue
+            speed = f"{r['speedup_vs_fastest_peer']:.2f}" if best else "-"
+            peer = f"{best['impl']} {best['median_ms']:.3g}" if best else "-"
+            lines.append(
+                f"| {case} | {r['impl']} | {r['median_ms']:.3g} | {r['gb_per_s']:.1f} | "
+                f"{100 * r['fraction_of_copy']:.0f}% | {speed} | {peer} | {r['max_rel_error']:.1e} |"
+            )
+    for name, j in report["jit"].items():
+        lines.append("")
+        lines.append(
+            f"{name}: first call in a new process {j['first_call_s']:.2f} s (empty cache), "
+            f"{j['cached_first_call_s']:.2f} s (on-disk cache), import included."
+        )
+    return "\n".join(lines)
+
+
 def main(args) -> int:
     report = run(quick=args.quick, dtypes=args.dtype, backends=args.backend, peer_names=args.peer)
     print(format_table(report))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(format_markdown(report) + "\n")
     if args.json:
         text = json.dumps(report, indent=1)
         if args.json == "-":
