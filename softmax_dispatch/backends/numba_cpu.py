@@ -1,6 +1,7 @@
 """Backend ``numba_cpu``: Numba-jitted kernels for NumPy arrays, parallel over rows.
 
-Two kernels cover every layout (see :mod:`softmax_dispatch._layout`):
+Three kernels cover every layout (see :mod:`softmax_dispatch._layout`); all three
+compute a row with the same routine, so they give the same bits:
 
 ``_softmax_rows`` (``inner == 1``)
     One row per task, ``prange`` over rows.  Four passes over a row: a max pass
@@ -16,8 +17,9 @@ Two kernels cover every layout (see :mod:`softmax_dispatch._layout`):
 
 ``_softmax_columns`` (``inner > 1``, a non-last axis)
     No transpose copy of the array: a task copies a block of adjacent columns
-    into a transposed tile that stays in L2, runs the row routine on it and
-    copies it back, so ``x`` is still read once from memory.
+    (through a small L1 buffer) into a transposed tile of about ``TILE_BYTES``,
+    runs the row routine on it and copies it back, so ``x`` is still read once
+    from memory.
 
 Numerics (the contract in ``softmax_dispatch.softmax``):
 
