@@ -1,0 +1,1 @@
+"""asv benchmarks of softmax_dispatch: see docs/asv.md."""

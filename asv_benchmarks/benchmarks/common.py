@@ -1,0 +1,603 @@
+"""What the suite benchmarks and how: implementations, cases, inputs, timing helpers.
+
+Implementations ("impl", the first parameter of every benchmark) are
+
+- every backend in ``softmax_dispatch``'s registry, by its registry name, read with
+  ``softmax_dispatch.backend_names()``: a backend added to the registry is
+  benchmarked without editing this suite;
+- the peers that are installed here, named ``peer:...``.
+
+Whether an implementation can run is decided in the benchmark process (a fork of
+asv's server process) by :func:`target`, which raises ``NotImplementedError`` with
+the reason: asv records that as a skip, never as a failure.
+
+Nothing here touches a GPU at import time.  asv (``"launch_method": "forkserver"``
+in ``asv.conf.json``) imports the suite once in a server process and forks one
+process per benchmark and parameter set; a CUDA
+context (or a Numba parallel kernel, whose GNU OpenMP pool kills forked children)
+created before the fork would break every child.  So the registry's availability
+table is computed in a throwaway subprocess (:func:`registry_rows`), and the slow
+peers (torch, jax, about 2.6 s and 1.5 s to import here) are imported, not used,
+by :func:`preload_peers`, so that each child does not pay for the import.
+
+This module must not define names that asv would take for benchmarks
+(``time_*``, ``track_*``, ``mem_*``, ``peakmem_*``, ``Time*`` ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import softmax_dispatch as sd
+
+# -- cases ---------------------------------------------------------------------------
+
+#: The ``softmax-dispatch bench`` cases: (shape, axis).  Shape and axis form one
+#: parameter because the cases pair them; their full product would add cases
+#: nobody asked for and a skipped process per pair.
+CASES: dict[str, tuple[tuple[int, ...], int]] = {
+    "4096x4096 axis=-1": ((4096, 4096), -1),
+    "64x50257 axis=-1": ((64, 50257), -1),
+    "1000000x10 axis=-1": ((1_000_000, 10), -1),
+    "16x12x512x512 axis=-1": ((16, 12, 512, 512), -1),
+    "4096x4096 axis=0": ((4096, 4096), 0),
+    "100x1000 axis=-1": ((100, 1000), -1),
+}
+DTYPES = ["float32", "float64"]
+FUNCTIONS = ("softmax", "log_softmax")
+
+#: Cases with at least this many elements count as "large" (peak-memory benchmarks).
+LARGE_ELEMENTS = 8_000_000
+LARGE_CASES = [name for name, (shape, _) in CASES.items() if math.prod(shape) >= LARGE_ELEMENTS]
+
+
+def _last_level_cache_bytes() -> int:
+    """Size of the CPU's largest cache (sysfs), 32 MiB if unknown."""
+    sizes = []
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in os.listdir(base):
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            sizes.append(int(text.rstrip("KMG")) * scale)
+    except (OSError, ValueError):
+        pass
+    return max(sizes, default=32 << 20)
+
+
+#: Inputs of a case smaller than this are rotated through enough copies that each
+#: call reads its input from memory, not from cache: twice the last-level cache.
+#: (GPU implementations use at least 256 MiB: a H100/H200 has 50 MB of L2.)
+ROTATE_BYTES = 2 * _last_level_cache_bytes()
+
+
+def make_inputs(shape, dtype, *, seed=0, rotate=True, rotate_bytes=ROTATE_BYTES) -> list[np.ndarray]:
+    """Random logits, uniform in [-8, 8): one array, or enough copies to defeat caches.
+
+    Drawn with ``Generator.random`` (every page written: never the lazy zero pages of
+    ``np.zeros``).  Copies hold the same values at other addresses -- what defeats
+    the cache -- and are copied rather than drawn again, which is several times
+    faster.  They are slices of one buffer.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    copies = min(4096, max(1, math.ceil(rotate_bytes / nbytes))) if rotate else 1
+    data = np.empty((copies, *shape), dtype=dtype)
+    np.random.default_rng(seed).random(out=data[0], dtype=dtype)
+    data[0] -= 0.5
+    data[0] *= 16.0
+    data[1:] = data[0]
+    return list(data)
+
+
+# -- array kinds (how to move data for a registry backend) ---------------------------
+
+
+@dataclass(frozen=True)
+class ArrayKind:
+    """How the suite builds, reads back and waits for arrays of one kind.
+
+    Keyed by the array kinds of ``softmax_dispatch`` (``BackendSpec.array_kinds``),
+    not by backend: a new backend that takes an existing kind needs nothing here.
+    """
+
+    put: Callable[[np.ndarray], Any]
+    get: Callable[[Any], np.ndarray]
+    wait: Callable[[Any], None]  # block until the result is computed
+    copy: Callable[[Any, Any], None]  # copy(dst, src) on the kind's device
+    empty_like: Callable[[Any], Any]
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _numba_cuda():
+    from numba import cuda
+
+    return cuda
+
+
+ARRAY_KINDS: dict[str, ArrayKind] = {
+    "numpy": ArrayKind(
+        put=np.ascontiguousarray,
+        get=np.asarray,
+        wait=lambda result: None,
+        copy=np.copyto,
+        empty_like=np.empty_like,
+    ),
+    "cupy": ArrayKind(
+        put=lambda a: _cupy().asarray(a),
+        get=lambda a: _cupy().asnumpy(a),
+        wait=lambda result: _cupy().cuda.get_current_stream().synchronize(),
+        copy=lambda dst, src: _cupy().copyto(dst, src),
+        empty_like=lambda a: _cupy().empty_like(a),
+    ),
+    # Anything with __cuda_array_interface__: the suite builds Numba device arrays.
+    "cuda": ArrayKind(
+        put=lambda a: _numba_cuda().to_device(a),
+        get=lambda a: a.copy_to_host(),
+        wait=lambda result: _numba_cuda().synchronize(),
+        copy=lambda dst, src: dst.copy_to_device(src),
+        empty_like=lambda a: _numba_cuda().device_array_like(a),
+    ),
+}
+
+
+# -- the registry ----------------------------------------------------------------------
+
+
+def backend_names() -> list[str]:
+    """Registered backend names (no availability check: that imports backends)."""
+    names = getattr(sd, "backend_names", None)
+    if names is not None:
+        return list(names())
+    return list(registry_rows())
+
+
+_PROBE = (
+    "import json, softmax_dispatch as sd\n"
+    "print(json.dumps(sd.available_backends(), default=list))\n"
+)
+
+
+_registry: dict[str, dict] | None = None
+_registry_error: str | None = None
+
+
+def registry_rows() -> dict[str, dict]:
+    """``available_backends()`` of this environment, by name; computed once per process
+    tree, in a subprocess, so that checking a CUDA backend never initialises CUDA in
+    asv's server process (whose forked children could then not use it).  Empty if
+    reading the registry failed (:func:`registry_error` says why)."""
+    global _registry, _registry_error
+    if _registry is None:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300
+        )
+        if done.returncode == 0:
+            _registry = {row["name"]: row for row in json.loads(done.stdout.splitlines()[-1])}
+        else:
+            _registry = {}
+            _registry_error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?"
+    return _registry
+
+
+def registry_error() -> str | None:
+    return _registry_error
+
+
+# -- implementations -----------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """An implementation ready to run: how to feed it and how to call it."""
+
+    name: str
+    device: str  # "cpu" or "cuda"
+    put: Callable[[np.ndarray], Any]
+    get: Callable[[Any], np.ndarray]
+    wait: Callable[[Any], None]
+    functions: dict[str, Callable[[Any, int], Any]] = field(default_factory=dict)
+    copy: Callable[[Any, Any], None] | None = None  # device copy, for "cuda" devices
+    empty_like: Callable[[Any], Any] | None = None
+    warm_full_shape: bool = False  # compiles per shape: warm up on the full input
+
+    def function(self, name: str) -> Callable[[Any, int], Any]:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise NotImplementedError(f"{self.name} has no {name}") from None
+
+
+def _backend_target(name: str) -> Target:
+    rows = registry_rows()
+    row = rows.get(name)
+    if row is None:
+        if registry_error():
+            raise NotImplementedError(f"reading the backend registry failed: {registry_error()}")
+        raise NotImplementedError(f"backend {name!r} is not registered in this version")
+    if not row["available"]:
+        raise NotImplementedError(f"backend {name!r} cannot run here: {row['reason']}")
+    kinds = [kind for kind in row["array_kinds"] if kind in ARRAY_KINDS]
+    if not kinds:
+        raise NotImplementedError(
+            f"backend {name!r} takes {row['array_kinds']} arrays; the suite cannot build "
+            "them yet (add the kind to ARRAY_KINDS in benchmarks/common.py)"
+        )
+    kind = ARRAY_KINDS[kinds[0]]
+    functions = {
+        fname: functools.partial(
+            lambda f, x, axis: f(x, axis=axis, backend=name), getattr(sd, fname)
+        )
+        for fname in FUNCTIONS
+        if hasattr(sd, fname)
+    }
+    return Target(
+        name=name,
+        device=row["device"],
+        put=kind.put,
+        get=kind.get,
+        wait=kind.wait,
+        functions=functions,
+        copy=kind.copy,
+        empty_like=kind.empty_like,
+    )
+
+
+def _numpy_stable_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def _numpy_stable_log_softmax(x, axis):
+    s = x - np.max(x, axis=axis, keepdims=True)
+    s -= np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    return s
+
+
+def _peer_numpy() -> Target:
+    return Target(
+        name="peer:numpy",
+        device="cpu",
+        put=np.ascontiguousarray,
+        get=np.asarray,
+        wait=lambda result: None,
+        functions={"softmax": _numpy_stable_softmax, "log_softmax": _numpy_stable_log_softmax},
+    )
+
+
+def _peer_scipy() -> Target:
+    from scipy import special
+
+    return Target(
+        name="peer:scipy",
+        device="cpu",
+        put=np.ascontiguousarray,
+        get=np.asarray,
+        wait=lambda result: None,
+        functions={
+            "softmax": lambda x, axis: special.softmax(x, axis=axis),
+            "log_softmax": lambda x, axis: special.log_softmax(x, axis=axis),
+        },
+    )
+
+
+def _torch_target(device: str) -> Target:
+    import torch
+
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise NotImplementedError(
+                f"torch {torch.__version__}: torch.cuda.is_available() is False "
+                "(no CUDA device, driver or CUDA build)"
+            )
+        put = lambda a: torch.from_numpy(a).to("cuda")  # noqa: E731
+        wait = lambda result: torch.cuda.synchronize()  # noqa: E731
+    else:
+        put = torch.from_numpy
+        wait = lambda result: None  # noqa: E731
+    return Target(
+        name=f"peer:torch-{device}",
+        device=device,
+        put=put,
+        get=lambda t: t.cpu().numpy(),
+        wait=wait,
+        functions={
+            "softmax": lambda x, axis: torch.softmax(x, dim=axis),
+            "log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
+        },
+        copy=lambda dst, src: dst.copy_(src),
+        empty_like=torch.empty_like,
+    )
+
+
+def _peer_jax() -> Target:
+    import jax
+
+    # Without x64, JAX silently computes float64 input in float32.
+    jax.config.update("jax_enable_x64", True)
+    softmax = jax.jit(jax.nn.softmax, static_argnames="axis")
+    log_softmax = jax.jit(jax.nn.log_softmax, static_argnames="axis")
+    negate = jax.jit(lambda a: -a)  # one read and one write: the device "copy"
+    platform = jax.devices()[0].platform
+    return Target(
+        name="peer:jax",
+        device="cpu" if platform == "cpu" else "cuda",
+        put=jax.device_put,
+        get=np.asarray,
+        wait=lambda result: result.block_until_ready(),
+        functions={
+            "softmax": lambda x, axis: softmax(x, axis=axis),
+            "log_softmax": lambda x, axis: log_softmax(x, axis=axis),
+        },
+        copy=lambda dst, src: negate(src).block_until_ready(),
+        empty_like=lambda a: a,
+        warm_full_shape=True,
+    )
+
+
+def _peer_cupyx() -> Target:
+    cupy = _cupy()
+    if not cupy.cuda.is_available():
+        raise NotImplementedError(
+            f"cupy {cupy.__version__}: cupy.cuda.is_available() is False (no CUDA device)"
+        )
+    from cupyx.scipy import special
+
+    kind = ARRAY_KINDS["cupy"]
+    return Target(
+        name="peer:cupyx",
+        device="cuda",
+        put=kind.put,
+        get=kind.get,
+        wait=kind.wait,
+        functions={
+            "softmax": lambda x, axis: special.softmax(x, axis=axis),
+            "log_softmax": lambda x, axis: special.log_softmax(x, axis=axis),
+        },
+        copy=kind.copy,
+        empty_like=kind.empty_like,
+    )
+
+
+#: Peers: name -> (top-level package that must be installed, factory).
+PEERS: dict[str, tuple[str, Callable[[], Target]]] = {
+    "peer:numpy": ("numpy", _peer_numpy),  # NumPy's stable formula (max-shift)
+    "peer:scipy": ("scipy", _peer_scipy),
+    "peer:torch-cpu": ("torch", lambda: _torch_target("cpu")),
+    "peer:torch-cuda": ("torch", lambda: _torch_target("cuda")),
+    "peer:jax": ("jax", _peer_jax),
+    "peer:cupyx": ("cupy", _peer_cupyx),
+}
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def impl_names() -> list[str]:
+    """The ``impl`` parameter: registry backends, then the installed peers."""
+    return backend_names() + [name for name, (package, _) in PEERS.items() if _installed(package)]
+
+
+def preload_peers() -> None:
+    """Import (never run) the slow peers once, in asv's server process.
+
+    Each benchmark process is forked from it and would otherwise pay the import:
+    torch about 2.6 s, jax 1.5 s on the 2-core machine.  Importing alone starts no
+    thread pool and no CUDA context, so forking afterwards is safe.  The cost: their
+    memory is resident in every child, so ``peakmem_`` figures include it.
+    """
+    for module in ("numba", "scipy.special", "torch", "jax", "jax.nn"):
+        if _installed(module.split(".")[0]):
+            try:
+                importlib.import_module(module)
+            except Exception:  # a broken peer is reported when it is used
+                pass
+
+
+_targets: dict[str, Target | str] = {}
+
+
+def target(name: str) -> Target:
+    """The runnable implementation ``name``; ``NotImplementedError(reason)`` if it cannot run."""
+    cached = _targets.get(name)
+    if cached is None:
+        try:
+            if name in PEERS:
+                package, factory = PEERS[name]
+                if not _installed(package):
+                    raise NotImplementedError(f"{name}: the package {package!r} is not installed")
+                cached = factory()
+            else:
+                cached = _backend_target(name)
+        except NotImplementedError as exc:
+            cached = str(exc)
+        except ImportError as exc:
+            cached = f"{name}: import failed: {exc}"
+        _targets[name] = cached
+    if isinstance(cached, str):
+        raise NotImplementedError(cached)
+    return cached
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+def median_call_seconds(call: Callable[[], None], budget=0.1, min_calls=3, max_calls=1000) -> float:
+    """Median wall time of ``call()`` over a short loop: ``min_calls`` calls or more, for
+    about ``budget`` seconds; fewer calls (at least one) when they take over 1.5 s."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - start
+        if len(times) >= max_calls or elapsed > 1.5:
+            break
+        if len(times) >= min_calls and elapsed > budget:
+            break
+    return float(np.median(times))
+
+
+def host_copy_gbps(nbytes=512 << 20, repeats=5) -> float:
+    """The machine's copy bandwidth in GB/s (bytes read + bytes written per second).
+
+    One ``np.copyto`` of ``nbytes`` split across as many threads as this process may
+    run on (NumPy releases the GIL while copying); the best of ``repeats`` after one
+    untimed copy that faults the destination's pages in.
+    """
+    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = nbytes // 4
+    src = np.random.default_rng(1).random(n, dtype=np.float32)
+    dst = np.empty_like(src)
+    bounds = [n * i // threads for i in range(threads + 1)]
+
+    def copy_part(i):
+        np.copyto(dst[bounds[i] : bounds[i + 1]], src[bounds[i] : bounds[i + 1]])
+
+    def copy_all():
+        workers = [threading.Thread(target=copy_part, args=(i,)) for i in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    copy_all()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        copy_all()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def device_copy_gbps(t: Target, nbytes=512 << 20, repeats=5) -> float:
+    """Copy bandwidth of ``t``'s GPU (read + write), measured with its own library."""
+    src = t.put(np.random.default_rng(1).random(nbytes // 4, dtype=np.float32))
+    dst = t.empty_like(src)
+    t.copy(dst, src)
+    t.wait(dst)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        t.copy(dst, src)
+        t.wait(dst)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best / 1e9
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux), so that a
+    ``peakmem_`` benchmark does not report a peak reached while setting up."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+# -- base classes ------------------------------------------------------------------
+
+
+class ImplBenchmark:
+    """Base of every benchmark: ``params`` are the implementations.
+
+    Subclasses add their parameters after ``impl`` (``params = ImplBenchmark.params +
+    [...]``) and call :meth:`use_impl` first in ``setup``, which skips (asv's
+    ``NotImplementedError``) with the reason when the implementation cannot run.
+    """
+
+    params = [impl_names()]
+    param_names = ["impl"]
+    timeout = 300  # setup of a large case on the slow reference backend, first compiles
+
+    def use_impl(self, impl: str) -> Target:
+        self.target = target(impl)
+        return self.target
+
+
+class Prepared:
+    """One function of one implementation on one case, inputs on the device, warmed up.
+
+    Inputs that would fit in cache are rotated (:func:`make_inputs`).  Warm-up runs
+    the function once on a small piece of the input with the same dtype, layout and
+    row length -- what Numba specialises on -- or, for implementations that compile
+    per shape (JAX), on the full input.
+    """
+
+    def __init__(self, t: Target, function: str, case: str, dtype: str, rotate=True, host=None):
+        self.target = t
+        self.fn = t.function(function)
+        shape, self.axis = CASES[case]
+        if host is None:
+            host = make_inputs(shape, dtype, rotate=rotate, rotate_bytes=rotate_bytes(t))
+        self.nbytes = host[0].nbytes  # of one input; the output has the same size
+        self.wait = t.wait
+        warm = None if t.warm_full_shape else t.put(small_piece(host[0], self.axis))
+        self.inputs = [t.put(a) for a in host]
+        self.wait(self.fn(self.inputs[0] if warm is None else warm, self.axis))
+        self.next_input = 0
+
+    def call(self) -> None:
+        """One call on the next input, waiting for the device to finish."""
+        x = self.inputs[self.next_input]
+        self.next_input = (self.next_input + 1) % len(self.inputs)
+        self.wait(self.fn(x, self.axis))
+
+
+def rotate_bytes(t: Target) -> int:
+    return ROTATE_BYTES if t.device == "cpu" else max(ROTATE_BYTES, 256 << 20)
+
+
+def small_piece(x: np.ndarray, axis: int, keep=8) -> np.ndarray:
+    """``x`` cut to ``keep`` elements along every axis but ``axis``, C-contiguous."""
+    reduced = axis % x.ndim
+    index = tuple(slice(None) if i == reduced else slice(0, keep) for i in range(x.ndim))
+    return np.ascontiguousarray(x[index])
+
+
+class CaseBenchmark(ImplBenchmark):
+    """One function of :data:`FUNCTIONS` (``function``) on the bench cases.
+
+    asv (asv_runner 0.3) re-runs ``setup`` before every timed sample, so
+    :meth:`prepare` does its work once per process and returns at once afterwards.
+    """
+
+    function = "softmax"
+    cases = list(CASES)
+    rotate = True
+    params = ImplBenchmark.params + [list(CASES), DTYPES]
+    param_names = ImplBenchmark.param_names + ["case", "dtype"]
+
+    def prepare(self, impl: str, case: str, dtype: str) -> None:
+        key = (impl, case, dtype)
+        if getattr(self, "_prepared", None) == key:
+            return
+        if case not in self.cases:
+            raise NotImplementedError(f"{case} is not a case of this benchmark")
+        self.prepared = Prepared(self.use_impl(impl), self.function, case, dtype, rotate=self.rotate)
+        self._prepared = key
