@@ -44,7 +44,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
-    "--window-size=1400,1000",
     # Offline: only the local server resolves.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     # Let the page's scripts, JSON requests and drawing finish before capture.
@@ -82,10 +81,11 @@ def serve(html_dir: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the local http.server did not come up")
 
 
-def chromium(binary: str, url: str, *, screenshot: Path | None = None) -> str:
-    """Load ``url``; save a screenshot if asked; return the rendered DOM."""
+def chromium(binary: str, url: str, size: str, *, screenshot: Path | None = None) -> str:
+    """Load ``url`` in a ``size`` ("W,H") window; save a screenshot if asked, else
+    return the rendered DOM."""
     with tempfile.TemporaryDirectory(prefix="asv-chromium-") as profile:
-        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        flags = [*CHROMIUM_FLAGS, f"--window-size={size}", f"--user-data-dir={profile}"]
         if screenshot is not None:
             subprocess.run([binary, *flags, f"--screenshot={screenshot}", url],
                            check=True, capture_output=True, timeout=120)
@@ -97,8 +97,14 @@ def chromium(binary: str, url: str, *, screenshot: Path | None = None) -> str:
 
 def check_grid(dom: str) -> tuple[list[str], str]:
     tiles = len(re.findall(r'class="btn benchmark-container"', dom))
-    problems = [] if tiles else ["the grid has no benchmark tiles"]
-    return problems, f"{tiles} benchmark tiles"
+    # Each tile's summary plot is drawn by flot (on a canvas) once the tile is in view.
+    plots = len(re.findall(r'<div id="summarygrid-[^"]*" class="benchmark-plot"[^>]*><canvas', dom))
+    problems = []
+    if not tiles:
+        problems.append("the grid has no benchmark tiles")
+    elif plots < tiles:
+        problems.append(f"only {plots} of {tiles} tiles have a plot")
+    return problems, f"{tiles} benchmark tiles, {plots} with a plot"
 
 
 def check_plot(dom: str) -> tuple[list[str], str]:
@@ -136,14 +142,14 @@ def main() -> int:
         server, base = serve(html_dir)
     failed = False
     try:
-        pages = [
-            ("grid", base + "index.html", check_grid),
-            ("plot", base + "index.html#" + args.benchmark, check_plot),
+        pages = [  # the grid's window is tall enough to show every tile (they draw when in view)
+            ("grid", base + "index.html", "1400,1500", check_grid),
+            ("plot", base + "index.html#" + args.benchmark, "1400,1000", check_plot),
         ]
-        for name, url, check in pages:
+        for name, url, size, check in pages:
             png = args.out / f"{name}.png"
-            chromium(args.chromium, url, screenshot=png)
-            dom = chromium(args.chromium, url)
+            chromium(args.chromium, url, size, screenshot=png)
+            dom = chromium(args.chromium, url, size)
             (args.out / f"{name}.html").write_text(dom)
             problems, summary = check(dom)
             if "<title>airspeed velocity error</title>" in dom or 'id="summarygrid-display"' not in dom:
