@@ -21,7 +21,16 @@ import math
 
 import numpy as np
 
-from .common import CASES, DTYPES, FUNCTIONS, CaseBenchmark, impl_names, make_inputs, target
+from .common import (
+    CASES,
+    DTYPES,
+    FUNCTIONS,
+    CaseBenchmark,
+    cached_measurement,
+    impl_names,
+    make_inputs,
+    target,
+)
 
 MAX_ELEMENTS = 1 << 20
 
@@ -89,10 +98,7 @@ class _MaxError(CaseBenchmark):
         return measure_all()
 
     def setup(self, found, impl, case, dtype):
-        result = found.get(impl) or found.get((impl, case, dtype, self.function), "not measured")
-        if isinstance(result, str):
-            raise NotImplementedError(result)
-        self.error = result
+        self.error = cached_measurement(found, impl, case, dtype, self.function)
 
     def track_max_error(self, found, impl, case, dtype):
         return self.error

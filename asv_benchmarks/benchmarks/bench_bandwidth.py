@@ -20,6 +20,7 @@ from .common import (
     FUNCTIONS,
     CaseBenchmark,
     Prepared,
+    cached_measurement,
     device_copy_gbps,
     host_copy_gbps,
     impl_names,
@@ -67,10 +68,7 @@ class _Bandwidth(CaseBenchmark):
         return measure_all()
 
     def setup(self, found, impl, case, dtype):
-        result = found.get(impl) or found.get((impl, case, dtype, self.function), "not measured")
-        if isinstance(result, str):
-            raise NotImplementedError(result)
-        self.gbps, self.fraction = result
+        self.gbps, self.fraction = cached_measurement(found, impl, case, dtype, self.function)
 
     def track_gbps(self, found, impl, case, dtype):
         return self.gbps

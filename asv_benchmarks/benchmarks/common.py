@@ -601,3 +601,16 @@ class CaseBenchmark(ImplBenchmark):
             raise NotImplementedError(f"{case} is not a case of this benchmark")
         self.prepared = Prepared(self.use_impl(impl), self.function, case, dtype, rotate=self.rotate)
         self._prepared = key
+
+
+def cached_measurement(found: dict, impl: str, case: str, dtype: str, function: str):
+    """What a ``setup_cache`` stored for one parameter set; a string there is a skip reason.
+
+    ``found`` maps an impl (whole implementation unavailable) or an
+    ``(impl, case, dtype, function)`` key to a measurement or to the reason none was made.
+    """
+    result = found.get(impl) or found.get((impl, case, dtype, function), "not measured")
+    if isinstance(result, str):
+        raise NotImplementedError(result)
+    return result
+
