@@ -67,49 +67,53 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(axes))
 
 
-def _check_temperature_value(value: float, where: str = "") -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"temperature must be finite and > 0, got {value!r}{where}"
-        )
+def _check_temperature_value(value: float, limits: bool, where: str = "", name: str = "temperature") -> None:
+    if limits:
+        if not value >= 0:  # also catches NaN
+            raise ValueError(f"{name} must be >= 0 (0 and inf are the limits), got {value!r}{where}")
+    elif not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}{where}")
 
 
-def normalize_temperature(temperature, reduced_shape: tuple[int, ...]):
+def normalize_temperature(temperature, reduced_shape: tuple[int, ...], *, limits: bool = True,
+                          name: str = "temperature"):
     """Validate ``temperature``; return a Python float or a float64 array.
 
-    A scalar must be a finite real > 0.  An array must broadcast to
+    A scalar must be a real >= 0 (``limits``: 0 and inf give the T -> 0 and
+    T -> inf limits) or, for functions without limits (gradients,
+    cross-entropy), finite and > 0.  An array must broadcast to
     ``reduced_shape`` (the input's shape with the reduced axes set to 1); the
     returned array has exactly that shape.
     """
     if isinstance(temperature, (bool, np.bool_)):
-        raise TypeError(f"temperature must be a real number, got {temperature!r}")
+        raise TypeError(f"{name} must be a real number, got {temperature!r}")
     if isinstance(temperature, numbers.Real):
         value = float(temperature)
-        _check_temperature_value(value)
+        _check_temperature_value(value, limits, name=name)
         return value
     if isinstance(temperature, numbers.Complex):
-        raise TypeError(f"temperature must be a real number, got {temperature!r}")
+        raise TypeError(f"{name} must be a real number, got {temperature!r}")
     t = np.asarray(temperature)
     if t.dtype.kind not in "fiu":
         raise TypeError(
-            f"temperature must be a real number or an array of them, got dtype {t.dtype}"
+            f"{name} must be a real number or an array of them, got dtype {t.dtype}"
         )
     if t.ndim == 0:
         value = float(t)
-        _check_temperature_value(value)
+        _check_temperature_value(value, limits, name=name)
         return value
     t = t.astype(np.float64, copy=False)
-    bad = ~(np.isfinite(t) & (t > 0))
+    bad = ~(t >= 0) if limits else ~(np.isfinite(t) & (t > 0))
     if bad.any():  # the index is the user's, before broadcasting
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        _check_temperature_value(float(t[index]), f" at index {index}")
+        _check_temperature_value(float(t[index]), limits, f" at index {index}", name)
     try:
         if t.ndim > len(reduced_shape):
             raise ValueError
         t = np.broadcast_to(t, reduced_shape)
     except ValueError:
         raise ValueError(
-            f"temperature of shape {t.shape} does not broadcast to {reduced_shape} "
+            f"{name} of shape {t.shape} does not broadcast to {reduced_shape} "
             "(the input's shape with the reduced axes of size 1)"
         ) from None
     return t
@@ -130,3 +134,27 @@ def check_out(out, shape: tuple[int, ...], dtype: np.dtype, array_type: type):
     if flags is not None and not flags.writeable:
         raise ValueError("out is read-only")
     return out
+
+
+def normalize_where(where, shape: tuple[int, ...]):
+    """Validate a ``where=`` mask: ``None`` (everything takes part) or a boolean array
+    broadcastable to ``shape``, returned broadcast to exactly ``shape`` (a view)."""
+    if where is None or where is True or (isinstance(where, np.bool_) and where):
+        return None
+    mask = np.asarray(where)
+    if mask.dtype != np.bool_:
+        raise TypeError(
+            f"where must be a boolean array (True where an entry takes part), got dtype {mask.dtype}"
+        )
+    try:
+        return np.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(
+            f"where of shape {mask.shape} does not broadcast to the input's shape {shape}"
+        ) from None
+
+
+def check_same_shape(name: str, array, shape: tuple[int, ...], other: str = "output"):
+    """A second operand (``grad_output``, a target) must have exactly ``shape``."""
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, {other} has shape {shape}; they must match")

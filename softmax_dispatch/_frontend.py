@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _arrays, _layout, _registry
-from ._args import check_out, normalize_axes, normalize_temperature, result_dtype
+from ._call import begin
 
 _CONTRACT = """
     Numerical contract (the same on every backend):
@@ -23,80 +22,33 @@ _CONTRACT = """
     - ``+inf`` entries are taken at their limit: the k infinite entries share the
       mass (``1/k``; log: ``-log(k)``), every other entry gets 0 (log: ``-inf``).
     - A row that is entirely ``-inf`` gives zeros (log: ``-inf``), never NaN.
+    - ``temperature=0`` is the exact T -> 0 limit: the maxima share the mass
+      (the hardmax; log: ``-log(k)`` at the k maxima).  ``temperature=inf`` is the
+      uniform distribution over the entries that are neither masked nor ``-inf``.
+      (``+inf`` entries and NaN follow the rules above at every temperature.)
+    - ``where=``: masked-out entries take no part; they get 0 (log: ``-inf``),
+      and a fully masked row gives zeros (log: ``-inf``).
     - float16 input is accumulated in float32; bool and integer input give float64.
 """
 
-
-# Shared by every call with T = 1.  Left writeable: Numba compiles a separate
-# specialisation for read-only arrays, and no kernel writes its temperature.
-_UNIT_TEMPERATURE = np.ones((1, 1))
-
-
-def _as_numpy(x):
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(
-            "masked arrays are not supported: their mask would be ignored; "
-            "pass the data and handle the mask explicitly"
-        )
-    return np.asarray(x)
+_WHERE_DOC = """where : array_like of bool, optional
+        Broadcastable to ``x``: only entries where it is True take part; the others
+        get 0 (log: ``-inf``).  A fully masked row gives zeros (log: ``-inf``)."""
 
 
-def _normalize(x, axis, temperature, out, backend, log_output: bool):
-    kind = _arrays.array_kind(x)
-    _, kernels = _registry.resolve(backend, kind)
-    if type(x) is np.ndarray:
-        xa, scalar_input = x, False
-    else:
-        scalar_input = np.ndim(x) == 0 and not isinstance(x, np.ndarray)
-        xa = _as_numpy(x)
-    dtype = result_dtype(xa.dtype)
-    axes = normalize_axes(axis, xa.ndim)
-    reduced_shape = tuple(1 if i in axes else s for i, s in enumerate(xa.shape))
-    temperature = normalize_temperature(temperature, reduced_shape)
-    if out is not None:
-        check_out(out, xa.shape, dtype, np.ndarray)
-    if xa.dtype != dtype:
-        xa = xa.astype(dtype)
+def _softmax(x, axis, temperature, where, out, backend, log_output: bool):
+    call = begin(x, axis, backend)
+    temperature = call.temperature(temperature)
+    mask3 = call.mask(where)
+    call.check_out(out)
 
-    if xa.size == 0:
-        result = out if out is not None else np.empty(xa.shape, dtype=dtype)
-        return result
+    def compute(out3):
+        call.kernels.softmax(call.x3, out3, temperature, log_output, mask3)
 
-    plan = _layout.make_plan(xa.shape, xa.strides, axes)
-    x3 = _layout.as_3d(xa, plan)
-    if isinstance(temperature, float):
-        temperature = _UNIT_TEMPERATURE if temperature == 1.0 else np.full((1, 1), temperature)
-    else:
-        temperature = _layout.per_row(temperature, plan)
-
-    if out is None:
-        result = _layout.empty_result(np, plan, dtype)
-        out3 = _layout.as_3d_view(result, plan)
-        kernels.softmax(x3, out3, temperature, log_output)
-    else:
-        result = out
-        out3 = _layout.as_3d_view(out, plan)
-        # Write straight into out= unless its layout cannot be viewed as 3-D, or it
-        # overlaps the input other than as the very same elements (in place).
-        aliased = np.may_share_memory(out3, x3) if out3 is not None else False
-        same_view = (
-            aliased
-            and out3.__array_interface__["data"][0] == x3.__array_interface__["data"][0]
-            and out3.strides == x3.strides
-        )
-        if out3 is not None and (not aliased or same_view):
-            kernels.softmax(x3, out3, temperature, log_output)
-        else:
-            scratch = _layout.empty_result(np, plan, dtype)
-            kernels.softmax(x3, _layout.as_3d_view(scratch, plan), temperature, log_output)
-            np.copyto(out, scratch)
-
-    if scalar_input and out is None:
-        return result[()]
-    return result
+    return call.write(out, compute, inputs=(call.x3,))
 
 
-def softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
+def softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Softmax of ``x`` along ``axis`` at ``temperature``.
 
     Computes ``exp(x/T - logsumexp(x/T))`` along the reduced axes, so each slice
@@ -110,8 +62,9 @@ def softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
     axis : int, tuple of ints or None, default -1
         Axis or axes normalised jointly; ``None`` means all elements.
     temperature : float or array_like, default 1.0
-        Finite and > 0.  An array gives one temperature per slice: it must
-        broadcast to ``x.shape`` with the reduced axes of size 1.
+        ``>= 0``; 0 and ``inf`` give the limits.  An array gives one temperature
+        per slice: it must broadcast to ``x.shape`` with the reduced axes of size 1.
+    {where}
     out : ndarray, optional
         Where to write the result: exactly the result's shape, dtype and array
         type.  May be ``x`` itself (in place).
@@ -139,11 +92,15 @@ def softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
     array([0.3333, 0.3333, 0.3333])
     >>> softmax(np.array([0.0, np.inf, np.inf]))
     array([0. , 0.5, 0.5])
+    >>> softmax(np.array([1.0, 3.0, 3.0]), temperature=0)
+    array([0. , 0.5, 0.5])
+    >>> softmax(np.array([1.0, 2.0, 3.0]), where=np.array([True, True, False]))
+    array([0.26894142, 0.73105858, 0.        ])
     """
-    return _normalize(x, axis, temperature, out, backend, log_output=False)
+    return _softmax(x, axis, temperature, where, out, backend, log_output=False)
 
 
-def log_softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
+def log_softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Logarithm of :func:`softmax`, computed in log space.
 
     ``(x - m)/T - log(sum(exp((x - m)/T)))`` with ``m`` the row maximum: accurate
@@ -151,7 +108,7 @@ def log_softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
 
     Parameters
     ----------
-    x, axis, temperature, out, backend
+    x, axis, temperature, where, out, backend
         As for :func:`softmax`.
 
     Returns
@@ -168,8 +125,72 @@ def log_softmax(x, axis=-1, temperature=1.0, *, out=None, backend=None):
     >>> log_softmax(np.array([-np.inf, -np.inf]))
     array([-inf, -inf])
     """
-    return _normalize(x, axis, temperature, out, backend, log_output=True)
+    return _softmax(x, axis, temperature, where, out, backend, log_output=True)
 
 
-softmax.__doc__ = softmax.__doc__.replace("{contract}", _CONTRACT)
-log_softmax.__doc__ = log_softmax.__doc__.replace("{contract}", _CONTRACT)
+
+
+def logsumexp(x, axis=-1, temperature=1.0, *, keepdims=False, where=None, out=None, backend=None):
+    """``T * log(sum(exp(x / T)))`` along ``axis``: the smooth maximum.
+
+    Computed as ``m + T * log1p(sum(exp((x - m)/T)) - 1)`` with ``m`` the row
+    maximum (no overflow, accurate when one entry dominates).  It tends to
+    ``max(x)`` as T -> 0, and its gradient with respect to ``x`` is
+    ``softmax(x, temperature=T)``.
+
+    Parameters
+    ----------
+    x, axis, temperature, backend
+        As for :func:`softmax`.  ``temperature=0`` gives the maximum;
+        ``temperature=inf`` gives ``+inf`` when two or more entries are finite
+        (``T * log(count)`` diverges), the entry itself when only one is.
+    keepdims : bool, default False
+        Keep the reduced axes, with size 1.
+    {where}
+    out : ndarray, optional
+        Exactly the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray or scalar
+        The reduced shape, in the dtype of ``x`` (float64 for bool/integers);
+        a NumPy scalar when every axis is reduced and ``keepdims`` is False.
+
+    Notes
+    -----
+    An all ``-inf`` (or fully masked) row gives ``-inf``; a row holding ``+inf``
+    gives ``+inf``; a NaN (not masked) gives NaN.  A zero-length reduction gives
+    ``-inf``, the log of an empty sum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax_dispatch import logsumexp
+    >>> logsumexp(np.array([1000.0, 1000.0]))
+    np.float64(1000.6931471805599)
+    >>> logsumexp(np.array([[1.0, 2.0], [3.0, -np.inf]]), temperature=0)
+    array([2., 3.])
+    >>> logsumexp(np.array([1.0, 2.0, 50.0]), where=np.array([True, True, False]))
+    np.float64(2.313261687518223)
+    """
+    call = begin(x, axis, backend)
+    temperature = call.temperature(temperature)
+    mask3 = call.mask(where)
+    outer, n, inner = call.plan.shape3
+    rows = np.empty((outer, inner))
+    if keepdims:
+        shape = call.reduced_shape
+    else:
+        shape = tuple(s for i, s in enumerate(call.shape) if i not in call.axes)
+    call.check_out(out, shape)
+    if n == 0:
+        rows.fill(-np.inf)  # the log of an empty sum
+    elif rows.size:
+        call.kernels.logsumexp(call.x3, rows, temperature, mask3)
+    return call.reduced_result(rows, out, keepdims)
+
+
+for _function in (softmax, log_softmax, logsumexp):
+    _function.__doc__ = _function.__doc__.replace("{contract}", _CONTRACT).replace(
+        "{where}", _WHERE_DOC
+    )

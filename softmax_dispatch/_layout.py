@@ -29,6 +29,7 @@ class Plan:
     inverse: tuple[int, ...]  # work axes back to input order
     work_shape: tuple[int, ...]
     shape3: tuple[int, int, int]  # (outer, n, inner)
+    reduced: tuple[int, int]  # work axes [first, last) that are reduced
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,14 +52,31 @@ def make_plan(shape: tuple[int, ...], strides: tuple[int, ...], axes: tuple[int,
         first, last = positions[0], positions[-1] + 1
     else:  # axis=() or a 0-d input: every element is its own group
         first = last = ndim
+    return _plan(order, work_shape, first, last)
+
+
+def _plan(order, work_shape, first, last) -> Plan:
     shape3 = (
         math.prod(work_shape[:first]),
         math.prod(work_shape[first:last]),
         math.prod(work_shape[last:]),
     )
     perm = tuple(order)
-    inverse = tuple(sorted(range(ndim), key=perm.__getitem__))
-    return Plan(perm, inverse, work_shape, shape3)
+    inverse = tuple(sorted(range(len(perm)), key=perm.__getitem__))
+    return Plan(perm, inverse, tuple(work_shape), shape3, (first, last))
+
+
+@functools.lru_cache(maxsize=256)
+def logical_plan(shape: tuple[int, ...], axes: tuple[int, ...]) -> Plan:
+    """The plan that ignores memory order: kept axes first, reduced axes last, each
+    in the input's axis order, so row ``r`` and position ``k`` name the same
+    element whatever the strides (for results that depend on an element's index,
+    such as seeded noise).  ``inner`` is 1; a non-C layout costs a copy."""
+    reduced = set(axes)
+    order = [a for a in range(len(shape)) if a not in reduced] + sorted(reduced)
+    work_shape = tuple(shape[a] for a in order)
+    first = len(shape) - len(reduced)
+    return _plan(order, work_shape, first, len(shape))
 
 
 def as_3d(a, plan: Plan):
@@ -83,3 +101,11 @@ def per_row(values: np.ndarray, plan: Plan) -> np.ndarray:
     """Per-row values (input shape with reduced axes of size 1) as ``(outer, inner)``."""
     outer, _, inner = plan.shape3
     return np.ascontiguousarray(values.transpose(plan.perm).reshape(outer, inner))
+
+
+def from_rows(rows: np.ndarray, plan: Plan) -> np.ndarray:
+    """The inverse of :func:`per_row`: ``(outer, inner)`` back to the input's shape
+    with the reduced axes of size 1 (a view where possible)."""
+    first, last = plan.reduced
+    shape = plan.work_shape[:first] + (1,) * (last - first) + plan.work_shape[last:]
+    return rows.reshape(shape).transpose(plan.inverse)

@@ -9,17 +9,37 @@ Numba nor any GPU library.
 Tests, the ``bench`` command and the asv suite all read this table; adding a
 backend means adding one entry here and one module under ``backends/``.
 
-A backend module provides:
+A backend module provides the functions below.  Every array is canonical: the
+input as ``x3`` of shape ``(outer, n, inner)``, reduced along axis 1 (see
+``_layout``); per-row values (temperatures, labels, losses) as ``(outer, inner)``
+arrays, where a temperature array may have size 1 in either dimension
+(broadcast); ``mask3`` is ``None`` or a boolean array shaped like ``x3`` (True
+where an entry takes part).  Temperatures are float64, ``>= 0`` and may be 0 or
+inf (the limits) where the function has them.  Outputs may be the same memory as
+an input (in place).  The front end has validated every argument and never calls
+a kernel with an empty array; backends only compute.
 
 ``unavailable_reason() -> str | None``
     ``None`` when the backend can run in this process, else a sentence saying why not.
-``softmax(x3, out3, temperature, log_output) -> None``
-    Normalise ``x3`` (shape ``(outer, n, inner)``) along axis 1 into ``out3`` (same
-    shape and dtype, possibly the same memory as ``x3``).  ``temperature`` is a
-    float64 array of shape ``(outer or 1, inner or 1)``: one finite, positive
-    temperature per row (broadcast along a dimension of size 1).
-    ``log_output`` selects log-space output.  The front end has already validated
-    every argument; backends only compute.
+``softmax(x3, out3, temperature, log_output, mask3)``
+    softmax or (``log_output``) log_softmax into ``out3``.
+``logsumexp(x3, out2, temperature, mask3)``
+    ``T log sum exp(x/T)`` per row into the float64 ``(outer, inner)`` array ``out2``.
+``softmax_backward(g3, y3, out3, temperature, log_output, mask3)``
+    The gradient of softmax (log_softmax) given ``grad_output`` and ``output``.
+``sparsemax(x3, out3, temperature, mask3)`` and
+``sparsemax_backward(g3, y3, out3, temperature, mask3)``
+``hardmax(x3, out3, first, mask3)``
+    ``first``: ONNX's first maximum, else ties share.
+``gumbel_softmax(x3, out3, temperature, hard, seed)``
+    ``x3`` is in the logical plan (``inner == 1``): element ``(r, k, 0)`` gets the
+    Philox noise of counter ``(r, k)`` (``backends/_philox.py``).
+``cross_entropy(x3, labels, probs3, weight, smoothing, temperature, grad_scale, loss2, grad3)``
+    ``labels``: int64 ``(outer, inner)`` class indices, -1 where ignored (or
+    ``None``); ``probs3``: probabilities shaped like ``x3`` (or ``None``);
+    ``weight``: float64 ``(n,)`` or ``None``; ``grad_scale``: float64 per row,
+    ``1 / (T * normaliser)``.  Writes each row's loss into the float64
+    ``loss2`` and, when ``grad3`` is not ``None``, the gradient into it.
 """
 
 from __future__ import annotations

@@ -11,12 +11,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="time every backend beside the installed peers")
-    bench.add_argument("--quick", action="store_true", help="float32 only, fewer repeats (about a minute)")
-    bench.add_argument("--json", metavar="PATH", help="also write the full report as JSON ('-' for stdout)")
-    bench.add_argument("--markdown", metavar="PATH", help="also write a summary table in Markdown")
-    bench.add_argument("--backend", action="append", help="only this backend (repeatable)")
-    bench.add_argument("--peer", action="append", choices=["numpy-stable", "scipy", "torch", "jax"], help="only this peer (repeatable)")
-    bench.add_argument("--dtype", action="append", choices=["float32", "float64"], help="only this dtype (repeatable)")
+    from .bench.runner import add_arguments  # light: NumPy and the registry only
+
+    add_arguments(bench)
 
     conformance = sub.add_parser(
         "conformance", help="run the conformance suite against the installed package"

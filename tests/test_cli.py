@@ -26,12 +26,17 @@ def test_bench_runs_checks_and_reports_json(tmp_path):
     impls = {r["impl"] for r in report["results"]}
     assert impls == {"numpy", "numpy (out=)", "numpy-stable"}
     assert all(r["within_contract"] for r in report["results"] if r["kind"] != "peer")
-    assert len({r["case"] for r in report["results"]}) == 6
+    # --quick: the six softmax shapes, then every other function on (64, 50257).
+    assert len({r["case"] for r in report["results"]}) == 14
+    functions = {r["function"] for r in report["results"]}
+    assert functions == {"softmax", "logsumexp", "softmax_backward", "log_softmax_backward",
+                         "cross_entropy", "masked_softmax", "sparsemax", "hardmax", "gumbel_softmax"}
+    assert {tuple(r["shape"]) for r in report["results"] if r["function"] != "softmax"} == {(64, 50257)}
     assert "vs best peer" in out.stdout
 
 
 def test_conformance_command_prints_a_table():
-    out = run("conformance", "--backend", "numpy", "--", "-q", "-k", "limits_spelled_out")
+    out = run("conformance", "--backend", "numpy", "--", "-q", "-k", "test_special_values and limits_spelled_out")
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [line.split() for line in out.stdout.splitlines()]
     assert ["numpy", "1", "0", "0"] in lines

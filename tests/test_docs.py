@@ -4,14 +4,17 @@ import doctest
 import pathlib
 import re
 
+import softmax_dispatch._alternatives as alternatives
+import softmax_dispatch._cross_entropy as cross_entropy
 import softmax_dispatch._frontend as frontend
+import softmax_dispatch._gradients as gradients
 import softmax_dispatch._registry as registry
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_docstring_examples():
-    for module in (frontend, registry):
+    for module in (frontend, gradients, alternatives, cross_entropy, registry):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

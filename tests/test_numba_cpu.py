@@ -58,11 +58,16 @@ def test_hot_loops_use_packed_simd_exp(dtype):
     """The exp loops compile to packed FMAs on ymm/zmm registers (our exp vectorises)."""
     code = f"""
 import numpy as np, softmax_dispatch as sd
-from softmax_dispatch.backends import numba_cpu
+from softmax_dispatch.backends import _numba_softmax, _numba_family
 x = np.random.default_rng(0).standard_normal((8, 300)).astype("{dtype}")
-sd.softmax(x); sd.softmax(x, axis=0)
-for name in ("_softmax_rows", "_softmax_columns"):
-    f = getattr(numba_cpu, name)
+y = sd.log_softmax(x)
+sd.softmax(x); sd.softmax(x, axis=0); sd.logsumexp(x); sd.log_softmax_backward(x, y)
+sd.cross_entropy(x, np.zeros(8, dtype=int), return_grad=True)
+kernels = {{"_softmax_rows": _numba_softmax, "_softmax_columns": _numba_softmax,
+           "_logsumexp": _numba_family, "_softmax_backward": _numba_family,
+           "_cross_entropy": _numba_family}}
+for name, module in kernels.items():
+    f = getattr(module, name)
     asm = "".join(f.inspect_asm(s) for s in f.signatures)
     suffix = "ps" if "{dtype}" == "float32" else "pd"
     print(name, len(__import__("re").findall(r"vfmadd\\d+" + suffix + r"\\s+%[yz]mm", asm)))

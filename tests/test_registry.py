@@ -123,3 +123,20 @@ def test_use_backend_is_private_to_threads_and_tasks(monkeypatch):
 
     asyncio.run(both())
     assert sorted(results, key=str) == sorted([("numpy", "numpy"), (None, None)], key=str)
+
+
+def test_unknown_backend_for_every_function():
+    x = np.full((2, 3), 0.25)
+    calls = [
+        lambda b: sd.logsumexp(x, backend=b),
+        lambda b: sd.sparsemax(x, backend=b),
+        lambda b: sd.hardmax(x, backend=b),
+        lambda b: sd.gumbel_softmax(x, seed=0, backend=b),
+        lambda b: sd.softmax_backward(x, x, backend=b),
+        lambda b: sd.log_softmax_backward(x, x, backend=b),
+        lambda b: sd.sparsemax_backward(x, x, backend=b),
+        lambda b: sd.cross_entropy(x, np.zeros(2, int), backend=b),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="unknown backend 'nope'"):
+            call("nope")

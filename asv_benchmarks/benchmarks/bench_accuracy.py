@@ -1,15 +1,30 @@
 """Accuracy: the largest error against a more precise reference, tracked per case so
 a numerical regression shows up in the history like a slowdown.
 
-The input is cast up and the reference computed with the max-shift formula in
-float64 for float32 input, and in ``np.longdouble`` for float64 input (80-bit
-x87 precision on x86-64 Linux; plain float64 where ``longdouble`` is no wider).
-Errors are in units of the input dtype's machine epsilon:
+The operands are cast up and the reference computed in float64 for float32 input,
+and in ``np.longdouble`` for float64 input (80-bit x87 precision on x86-64 Linux;
+plain float64 where ``longdouble`` is no wider), from the formulas below (the
+max-shift formula for the softmax family).  Errors are in units of the input dtype's
+machine epsilon:
 
-- ``softmax``: the largest relative error, ``max |y - p| / p``;
-- ``log_softmax``: ``max |y - l| / max(1, |l|)``: absolute near 0 (where an
-  absolute error in log space is the relative error of the probability), relative
-  for large ``|l|``.
+- ``softmax``, ``masked_softmax``, ``gumbel_softmax``: the largest relative error,
+  ``max |y - p| / p`` (an entry the reference makes exactly 0 -- a masked one --
+  must be 0, else the error is infinite);
+- ``log_softmax``, ``logsumexp``: ``max |y - l| / max(1, |l|)``: absolute near 0
+  (where an absolute error in log space is the relative error of the probability),
+  relative for large ``|l|``;
+- ``softmax_backward``, ``log_softmax_backward``: per row, the largest error over
+  the largest of the terms that cancel (``y (|g| + |sum(g y)|)``, ``|g| + exp(y)
+  |sum(g)|``): a relative error per entry would measure the cancellation, not the
+  code;
+- ``sparsemax``: per row, the largest error over the row's largest reference entry;
+- ``cross_entropy``: the larger of the loss's relative error and that row error of
+  its gradient.
+
+``gumbel_softmax`` is compared with the softmax of ``logits + noise``, the
+documented Philox noise added in float64 and rounded once to the input dtype; the
+peers draw their own noise, so only the registry backends are parameters.
+``hardmax`` is exact (0 or ``1/k``) and has no accuracy benchmark.
 
 Each case keeps its row length and layout but fewer rows (at most 2**20
 elements), so the reference stays cheap.  All errors are computed in
@@ -24,15 +39,20 @@ import numpy as np
 from .common import (
     CASES,
     DTYPES,
-    FUNCTIONS,
+    FUNCTION_CASES,
+    GUMBEL_SEED,
     CaseBenchmark,
+    backend_names,
     cached_measurement,
+    function_params,
     impl_names,
-    make_inputs,
+    make_operands,
     target,
 )
 
 MAX_ELEMENTS = 1 << 20
+#: The functions with an accuracy benchmark (hardmax is exact).
+FUNCTIONS = tuple(f for f in FUNCTION_CASES if f != "hardmax")
 
 
 def error_shape(shape, axis):
@@ -48,21 +68,107 @@ def error_shape(shape, axis):
     return tuple(shape)
 
 
-def reference(x, axis, function):
-    wide = np.float64 if x.dtype == np.float32 else np.longdouble
-    xw = x.astype(wide)
+def _wide(a):
+    return a.astype(np.float64 if a.dtype == np.float32 else np.longdouble)
+
+
+def _log_softmax(xw, axis):
     s = xw - xw.max(axis=axis, keepdims=True)
-    log_sum = np.log(np.exp(s).sum(axis=axis, keepdims=True))
-    return s - log_sum if function == "log_softmax" else np.exp(s - log_sum)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
 
 
-def max_error(y, ref, function, dtype):
-    y = np.asarray(y).astype(ref.dtype)
+def _sparsemax(xw, axis):
+    z = np.moveaxis(xw, axis, -1)
+    z_sorted = -np.sort(-z, axis=-1)
+    cumulative = np.cumsum(z_sorted, axis=-1)
+    k = np.arange(1, z.shape[-1] + 1)
+    support = np.sum(1 + k * z_sorted > cumulative, axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cumulative, support - 1, -1) - 1) / support
+    return np.moveaxis(np.maximum(z - tau, 0), -1, axis)
+
+
+def _gumbel_perturbed(x, axis):
+    """``x`` + the documented Philox noise (float64), rounded once to x's dtype."""
+    from softmax_dispatch.backends._philox import gumbel_noise  # absent before gumbel_softmax
+
+    rows = np.moveaxis(x, axis, -1)
+    flat = rows.reshape(-1, rows.shape[-1])
+    noise = gumbel_noise(
+        GUMBEL_SEED,
+        np.arange(flat.shape[0], dtype=np.uint64)[:, None],
+        np.arange(flat.shape[1], dtype=np.uint64)[None, :],
+    )
+    perturbed = (flat.astype(np.float64) + noise).astype(x.dtype)
+    return np.moveaxis(perturbed.reshape(rows.shape), -1, axis)
+
+
+def reference(operands, axis, function):
+    """The reference result of ``function`` (a tuple for ``cross_entropy``), widened."""
+    if function in ("softmax_backward", "log_softmax_backward"):
+        # The gradient, and the size of the terms that cancel in each entry.
+        g, y = (_wide(a) for a in operands)
+        if function == "softmax_backward":
+            s = np.sum(g * y, axis=axis, keepdims=True)
+            return y * (g - s), np.abs(y) * (np.abs(g) + np.abs(s))
+        s = np.sum(g, axis=axis, keepdims=True)
+        return g - np.exp(y) * s, np.abs(g) + np.exp(y) * np.abs(s)
+    x = operands[0]
+    if function == "gumbel_softmax":
+        x = _gumbel_perturbed(x, axis)
+    xw = _wide(x)
+    if function == "masked_softmax":
+        xw = np.where(operands[1], xw, -np.inf)
+    if function == "sparsemax":
+        return _sparsemax(xw, axis)
+    if function == "logsumexp":
+        m = xw.max(axis=axis, keepdims=True)
+        return np.squeeze(m + np.log(np.exp(xw - m).sum(axis=axis, keepdims=True)), axis)
+    log_p = _log_softmax(xw, axis)
     if function == "log_softmax":
+        return log_p
+    if function == "cross_entropy":
+        target = np.expand_dims(operands[1], axis)
+        loss = -np.mean(np.take_along_axis(log_p, target, axis))
+        grad = np.exp(log_p)
+        np.put_along_axis(grad, target, np.take_along_axis(grad, target, axis) - 1, axis)
+        return loss, grad / operands[1].size
+    return np.exp(log_p)  # softmax, masked_softmax, gumbel_softmax
+
+
+def _row_error(y, ref, axis, scale=None):
+    diff = np.max(np.abs(y - ref), axis=axis)
+    scale = np.max(np.abs(ref if scale is None else scale), axis=axis)
+    if np.any(diff[scale == 0] != 0):
+        return math.inf
+    return float(np.max(diff[scale > 0] / scale[scale > 0]))
+
+
+def max_error(y, ref, function, dtype, axis=-1):
+    eps = float(np.finfo(dtype).eps)
+    if function == "cross_entropy":
+        loss, grad = (np.asarray(a).astype(r.dtype) for a, r in zip(y, (np.asarray(ref[0]), ref[1])))
+        loss_error = float(abs(loss - ref[0]) / abs(ref[0]))
+        return max(loss_error, _row_error(grad, ref[1], axis)) / eps
+    if function in ("softmax_backward", "log_softmax_backward"):
+        ref, scale = ref
+        return _row_error(np.asarray(y).astype(ref.dtype), ref, axis, scale) / eps
+    y = np.asarray(y).astype(ref.dtype)
+    if np.isnan(y).any():
+        return math.inf
+    if function in ("log_softmax", "logsumexp"):
         scaled = np.abs(y - ref) / np.maximum(1, np.abs(ref))
+    elif function == "sparsemax":
+        return _row_error(y, ref, axis) / eps
     else:
-        scaled = np.abs(y - ref) / ref
-    return float(np.max(scaled)) / float(np.finfo(dtype).eps)
+        if np.any(y[ref == 0] != 0):
+            return math.inf
+        keep = ref > 0
+        scaled = np.abs(y[keep] - ref[keep]) / ref[keep]
+    return float(np.max(scaled)) / eps
+
+
+def _impls(function):
+    return backend_names() if function == "gumbel_softmax" else impl_names(function)
 
 
 def measure_all():
@@ -75,19 +181,29 @@ def measure_all():
             found[impl] = str(exc)
     for case, (shape, axis) in CASES.items():
         for dtype in DTYPES:
-            x = make_inputs(error_shape(shape, axis), dtype, seed=7, rotate=False)[0]
             for function in FUNCTIONS:
-                ref = reference(x, axis, function)
+                if case not in FUNCTION_CASES[function]:
+                    continue
+                operands = make_operands(function, error_shape(shape, axis), axis, dtype, seed=7, rotate=False)[0]
+                try:
+                    ref = reference(operands, axis, function)
+                except ImportError as exc:
+                    for impl in targets:
+                        found[impl, case, dtype, function] = f"no reference: {exc}"
+                    continue
                 for impl, t in targets.items():
+                    if impl not in _impls(function):
+                        continue
                     try:
                         fn = t.function(function)
                     except NotImplementedError as exc:
                         found[impl, case, dtype, function] = str(exc)
                         continue
-                    result = fn(t.put(x), axis)
+                    result = fn(*(t.put(a) for a in operands), axis)
                     t.wait(result)
+                    got = tuple(t.get(r) for r in result) if isinstance(result, tuple) else t.get(result)
                     # A result of lower precision than the input shows as a large error.
-                    found[impl, case, dtype, function] = max_error(t.get(result), ref, function, dtype)
+                    found[impl, case, dtype, function] = max_error(got, ref, function, dtype, axis)
     return found
 
 
@@ -108,7 +224,44 @@ class _MaxError(CaseBenchmark):
 
 class Softmax(_MaxError):
     function = "softmax"
+    params = function_params(function)
 
 
 class LogSoftmax(_MaxError):
     function = "log_softmax"
+    params = function_params(function)
+
+
+class Logsumexp(_MaxError):
+    function = "logsumexp"
+    params = function_params(function)
+
+
+class SoftmaxBackward(_MaxError):
+    function = "softmax_backward"
+    params = function_params(function)
+
+
+class LogSoftmaxBackward(_MaxError):
+    function = "log_softmax_backward"
+    params = function_params(function)
+
+
+class CrossEntropy(_MaxError):
+    function = "cross_entropy"
+    params = function_params(function)
+
+
+class MaskedSoftmax(_MaxError):
+    function = "masked_softmax"
+    params = function_params(function)
+
+
+class Sparsemax(_MaxError):
+    function = "sparsemax"
+    params = function_params(function)
+
+
+class GumbelSoftmax(_MaxError):
+    function = "gumbel_softmax"
+    params = function_params(function, impls=backend_names())

@@ -1,5 +1,9 @@
-"""Effective bandwidth: GB/s counting one read of the input and one write of the
-output, and that as a fraction of the machine's copy bandwidth.
+"""Effective bandwidth: GB/s counting the bytes each function must move -- each
+operand read once, the result written once (:func:`common.moved_bytes`: ``softmax``
+reads x and writes y; ``logsumexp`` writes one value per row; the backward passes read
+g and y; ``cross_entropy`` reads the logits and the int64 targets and writes the
+gradient; ``masked_softmax`` also reads the bool mask) -- and that as a fraction of
+the machine's copy bandwidth.
 
 All figures are measured in ``setup_cache``, in one process: each input set is
 built once and each (implementation, case, dtype, function) timed once, where
@@ -17,14 +21,17 @@ per-parameter processes would build every input and load every JIT cache twice
 from .common import (
     CASES,
     DTYPES,
+    FUNCTION_CASES,
     FUNCTIONS,
     CaseBenchmark,
     Prepared,
     cached_measurement,
     device_copy_gbps,
+    function_params,
     host_copy_gbps,
     impl_names,
     make_inputs,
+    make_operands,
     median_call_seconds,
     rotate_bytes,
     target,
@@ -41,23 +48,31 @@ def measure_all():
             targets[impl] = (t, host_gbps if t.device == "cpu" else device_copy_gbps(t))
         except NotImplementedError as exc:
             found[impl] = str(exc)
-    for case, (shape, _) in CASES.items():
+    for case, (shape, axis) in CASES.items():
         for dtype in DTYPES:
-            inputs = {}  # rotated host inputs, shared by the targets that rotate as much
-            for impl, (t, copy_gbps) in targets.items():
-                size = rotate_bytes(t)
-                if size not in inputs:
-                    inputs[size] = make_inputs(shape, dtype, rotate_bytes=size)
-                for function in FUNCTIONS:
+            logits = {}  # rotated host logits per rotation size, shared by the targets
+            for function in FUNCTIONS:
+                if case not in FUNCTION_CASES[function]:
+                    continue
+                operands = {}  # ... and the function's operands made from them
+                for impl, (t, copy_gbps) in targets.items():
                     try:
-                        p = Prepared(t, function, case, dtype, host=inputs[size])
+                        t.function(function)
                     except NotImplementedError as exc:
                         found[impl, case, dtype, function] = str(exc)
                         continue
-                    gbps = 2 * p.nbytes / median_call_seconds(p.call) / 1e9
+                    size = rotate_bytes(t)
+                    if size not in operands:
+                        if size not in logits:
+                            logits[size] = make_inputs(shape, dtype, rotate_bytes=size)
+                        operands[size] = make_operands(function, shape, axis, dtype, rotate_bytes=size,
+                                                       logits=logits[size])
+                    p = Prepared(t, function, case, dtype, host=operands[size])
+                    gbps = p.nbytes / median_call_seconds(p.call) / 1e9
                     found[impl, case, dtype, function] = (gbps, gbps / copy_gbps)
                     del p
-            del inputs
+                del operands
+            del logits
     return found
 
 
@@ -83,7 +98,49 @@ class _Bandwidth(CaseBenchmark):
 
 class Softmax(_Bandwidth):
     function = "softmax"
+    params = function_params(function)
 
 
 class LogSoftmax(_Bandwidth):
     function = "log_softmax"
+    params = function_params(function)
+
+
+class Logsumexp(_Bandwidth):
+    function = "logsumexp"
+    params = function_params(function)
+
+
+class SoftmaxBackward(_Bandwidth):
+    function = "softmax_backward"
+    params = function_params(function)
+
+
+class LogSoftmaxBackward(_Bandwidth):
+    function = "log_softmax_backward"
+    params = function_params(function)
+
+
+class CrossEntropy(_Bandwidth):
+    function = "cross_entropy"
+    params = function_params(function)
+
+
+class MaskedSoftmax(_Bandwidth):
+    function = "masked_softmax"
+    params = function_params(function)
+
+
+class Sparsemax(_Bandwidth):
+    function = "sparsemax"
+    params = function_params(function)
+
+
+class Hardmax(_Bandwidth):
+    function = "hardmax"
+    params = function_params(function)
+
+
+class GumbelSoftmax(_Bandwidth):
+    function = "gumbel_softmax"
+    params = function_params(function)

@@ -1,10 +1,13 @@
-"""Wall time of ``softmax`` and ``log_softmax`` on the bench cases.
+"""Wall time of each function of :data:`common.FUNCTIONS` on its bench cases.
 
-One call per sample, on the next of the rotated inputs, waiting for the device.
-The JIT is warmed in ``setup`` (:meth:`common.CaseBenchmark.prepare`).
+One call per sample, on the next of the rotated operands, waiting for the device.
+The JIT is warmed in ``setup`` (:meth:`common.CaseBenchmark.prepare`).  The
+``impl`` parameter of each class lists the implementations that have its function.
+``CrossEntropy`` times the loss and its gradient (``return_grad=True``; the peers'
+forward and backward); ``MaskedSoftmax`` is ``softmax`` with ``where=``.
 """
 
-from .common import CaseBenchmark, preload_peers, registry_rows
+from .common import CaseBenchmark, function_params, preload_peers, registry_rows
 
 preload_peers()
 registry_rows()
@@ -22,6 +25,7 @@ class _Time(CaseBenchmark):
 
 class Softmax(_Time):
     function = "softmax"
+    params = function_params(function)
 
     def time_softmax(self, impl, case, dtype):
         self.prepared.call()
@@ -29,6 +33,71 @@ class Softmax(_Time):
 
 class LogSoftmax(_Time):
     function = "log_softmax"
+    params = function_params(function)
 
     def time_log_softmax(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class Logsumexp(_Time):
+    function = "logsumexp"
+    params = function_params(function)
+
+    def time_logsumexp(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class SoftmaxBackward(_Time):
+    function = "softmax_backward"
+    params = function_params(function)
+
+    def time_softmax_backward(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class LogSoftmaxBackward(_Time):
+    function = "log_softmax_backward"
+    params = function_params(function)
+
+    def time_log_softmax_backward(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class CrossEntropy(_Time):
+    function = "cross_entropy"
+    params = function_params(function)
+
+    def time_cross_entropy(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class MaskedSoftmax(_Time):
+    function = "masked_softmax"
+    params = function_params(function)
+
+    def time_masked_softmax(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class Sparsemax(_Time):
+    function = "sparsemax"
+    params = function_params(function)
+
+    def time_sparsemax(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class Hardmax(_Time):
+    function = "hardmax"
+    params = function_params(function)
+
+    def time_hardmax(self, impl, case, dtype):
+        self.prepared.call()
+
+
+class GumbelSoftmax(_Time):
+    function = "gumbel_softmax"
+    params = function_params(function)
+
+    def time_gumbel_softmax(self, impl, case, dtype):
         self.prepared.call()

@@ -26,9 +26,9 @@ This module must not define names that asv would take for benchmarks
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -57,7 +57,30 @@ CASES: dict[str, tuple[tuple[int, ...], int]] = {
     "100x1000 axis=-1": ((100, 1000), -1),
 }
 DTYPES = ["float32", "float64"]
-FUNCTIONS = ("softmax", "log_softmax")
+#: What the suite benchmarks: ``softmax_dispatch``'s functions by name, plus
+#: ``masked_softmax`` (``softmax`` with ``where=``).  ``cross_entropy`` is called with
+#: ``return_grad=True``, class-index targets and the mean: the loss and its gradient.
+FUNCTIONS = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_backward",
+    "log_softmax_backward",
+    "cross_entropy",
+    "masked_softmax",
+    "sparsemax",
+    "hardmax",
+    "gumbel_softmax",
+)
+#: The cases of each function: ``softmax`` and ``log_softmax`` run on every case, the
+#: others on the two the issue names for them (rows of 4096 and of a 50257 vocabulary).
+FUNCTION_CASES: dict[str, list[str]] = {
+    function: list(CASES) if function in ("softmax", "log_softmax") else ["4096x4096 axis=-1", "64x50257 axis=-1"]
+    for function in FUNCTIONS
+}
+#: Seed of every ``gumbel_softmax`` call; fraction of entries ``masked_softmax`` keeps.
+GUMBEL_SEED = 20240607
+MASK_KEEP = 0.9
 
 #: Cases with at least this many elements count as "large" (peak-memory benchmarks).
 LARGE_ELEMENTS = 8_000_000
@@ -102,6 +125,56 @@ def make_inputs(shape, dtype, *, seed=0, rotate=True, rotate_bytes=ROTATE_BYTES)
     data[0] *= 16.0
     data[1:] = data[0]
     return list(data)
+
+
+def _softmax_output(x, axis, log=False):
+    """(log-)softmax of ``x``, in its dtype: the ``y`` operand of the backward benchmarks."""
+    s = x - x.max(axis=axis, keepdims=True)
+    lse = np.log(np.exp(s).sum(axis=axis, keepdims=True))
+    s -= lse
+    return s if log else np.exp(s, out=s)
+
+
+def _operands_of(function: str, x: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
+    """The host operands of ``function`` derived from the logits ``x`` (fixed seeds)."""
+    if function in ("softmax_backward", "log_softmax_backward"):
+        g = np.random.default_rng(1).standard_normal(x.shape, dtype=x.dtype)
+        return g, _softmax_output(x, axis, log=function == "log_softmax_backward")
+    if function == "cross_entropy":
+        rows = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
+        return x, np.random.default_rng(2).integers(0, x.shape[axis], size=rows, dtype=np.int64)
+    if function == "masked_softmax":
+        return x, np.random.default_rng(3).random(x.shape, dtype=np.float32) < MASK_KEEP
+    return (x,)
+
+
+def make_operands(function, shape, axis, dtype, *, seed=0, rotate=True, rotate_bytes=ROTATE_BYTES,
+                  logits=None) -> list[tuple[np.ndarray, ...]]:
+    """The operands of one call of ``function`` (a tuple), in enough copies to defeat
+    caches (as :func:`make_inputs`; ``logits``: already made inputs to reuse)."""
+    if logits is None:
+        logits = make_inputs(shape, dtype, seed=seed, rotate=rotate, rotate_bytes=rotate_bytes)
+    first = _operands_of(function, logits[0], axis)
+    if len(first) == 1:
+        return [(x,) for x in logits]
+    nbytes = sum(a.nbytes for a in first)
+    copies = min(4096, max(1, math.ceil(rotate_bytes / nbytes))) if rotate else 1
+    if copies == 1:
+        return [first]
+    stacks = []
+    for a in first:
+        stack = np.empty((copies, *a.shape), dtype=a.dtype)
+        stack[:] = a
+        stacks.append(stack)
+    return [tuple(stack[i] for stack in stacks) for i in range(copies)]
+
+
+def moved_bytes(function: str, operands, axis: int) -> int:
+    """What ``function`` must move: each operand read once, the result written once
+    (the logits' size; one value per row for ``logsumexp``)."""
+    x = operands[0]
+    result = x.nbytes // x.shape[axis] if function == "logsumexp" else x.nbytes
+    return sum(a.nbytes for a in operands) + result
 
 
 # -- array kinds (how to move data for a registry backend) ---------------------------
@@ -215,12 +288,13 @@ class Target:
     put: Callable[[np.ndarray], Any]
     get: Callable[[Any], np.ndarray]
     wait: Callable[[Any], None]
-    functions: dict[str, Callable[[Any, int], Any]] = field(default_factory=dict)
+    #: function name -> ``f(*operands, axis)`` (see :func:`make_operands`)
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     copy: Callable[[Any, Any], None] | None = None  # device copy, for "cuda" devices
     empty_like: Callable[[Any], Any] | None = None
     warm_full_shape: bool = False  # compiles per shape: warm up on the full input
 
-    def function(self, name: str) -> Callable[[Any, int], Any]:
+    def function(self, name: str) -> Callable[..., Any]:
         try:
             return self.functions[name]
         except KeyError:
@@ -243,13 +317,11 @@ def _backend_target(name: str) -> Target:
             "them yet (add the kind to ARRAY_KINDS in benchmarks/common.py)"
         )
     kind = ARRAY_KINDS[kinds[0]]
-    functions = {
-        fname: functools.partial(
-            lambda f, x, axis: f(x, axis=axis, backend=name), getattr(sd, fname)
-        )
-        for fname in FUNCTIONS
-        if hasattr(sd, fname)
-    }
+    functions = {}
+    for fname in FUNCTIONS:
+        call = _backend_call(fname, name)
+        if call is not None:
+            functions[fname] = call
     return Target(
         name=name,
         device=row["device"],
@@ -260,6 +332,25 @@ def _backend_target(name: str) -> Target:
         copy=kind.copy,
         empty_like=kind.empty_like,
     )
+
+
+def _backend_call(function: str, backend: str) -> Callable[..., Any] | None:
+    """``f(*operands, axis)`` calling ``softmax_dispatch``'s ``function`` on ``backend``;
+    None when this version of the package does not have it (older commits)."""
+    if function == "masked_softmax":
+        if "where" not in inspect.signature(sd.softmax).parameters:
+            return None
+        return lambda x, mask, axis: sd.softmax(x, axis=axis, where=mask, backend=backend)
+    f = getattr(sd, function, None)
+    if f is None:
+        return None
+    if function == "cross_entropy":
+        return lambda x, target, axis: f(x, target, axis=axis, return_grad=True, backend=backend)
+    if function == "gumbel_softmax":
+        return lambda x, axis: f(x, axis=axis, seed=GUMBEL_SEED, backend=backend)
+    if function in ("softmax_backward", "log_softmax_backward"):
+        return lambda g, y, axis: f(g, y, axis=axis, backend=backend)
+    return lambda x, axis: f(x, axis=axis, backend=backend)
 
 
 def _numpy_stable_softmax(x, axis):
@@ -274,14 +365,65 @@ def _numpy_stable_log_softmax(x, axis):
     return s
 
 
+def _numpy_logsumexp(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)), axis)
+
+
+def _numpy_cross_entropy(x, target, axis):
+    """Forward and backward, as a NumPy user writes them: the mean loss and
+    ``(softmax - onehot) / N``."""
+    s = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(s)
+    total = np.sum(e, axis=axis, keepdims=True)
+    index = np.expand_dims(target, axis)
+    loss = np.mean(np.squeeze(np.log(total), axis) - np.squeeze(np.take_along_axis(s, index, axis), axis))
+    grad = e / (total * target.size)
+    np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis) - 1 / target.size, axis)
+    return loss, grad
+
+
+def _numpy_sparsemax(x, axis):
+    """Martins & Astudillo (2016): sort, cumulative sums, the support, the threshold."""
+    z = np.moveaxis(x, axis, -1)
+    z_sorted = -np.sort(-z, axis=-1)
+    cumulative = np.cumsum(z_sorted, axis=-1)
+    k = np.arange(1, z.shape[-1] + 1, dtype=x.dtype)
+    support = np.sum(1 + k * z_sorted > cumulative, axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cumulative, support - 1, -1) - 1) / support.astype(x.dtype)
+    return np.moveaxis(np.maximum(z - tau, 0), -1, axis)
+
+
+def _numpy_hardmax(x, axis):
+    out = np.zeros_like(x)
+    np.put_along_axis(out, np.expand_dims(np.argmax(x, axis=axis), axis), 1, axis)
+    return out
+
+
 def _peer_numpy() -> Target:
+    rng = np.random.default_rng(0)
+
+    def gumbel_softmax(x, axis):
+        return _numpy_stable_softmax(x - np.log(-np.log(rng.random(x.shape, dtype=x.dtype))), axis)
+
     return Target(
         name="peer:numpy",
         device="cpu",
         put=np.ascontiguousarray,
         get=np.asarray,
         wait=lambda result: None,
-        functions={"softmax": _numpy_stable_softmax, "log_softmax": _numpy_stable_log_softmax},
+        functions={
+            "softmax": _numpy_stable_softmax,
+            "log_softmax": _numpy_stable_log_softmax,
+            "logsumexp": _numpy_logsumexp,
+            "softmax_backward": lambda g, y, axis: y * (g - np.sum(g * y, axis=axis, keepdims=True)),
+            "log_softmax_backward": lambda g, y, axis: g - np.exp(y) * np.sum(g, axis=axis, keepdims=True),
+            "cross_entropy": _numpy_cross_entropy,
+            "masked_softmax": lambda x, mask, axis: _numpy_stable_softmax(np.where(mask, x, -np.inf), axis),
+            "sparsemax": _numpy_sparsemax,
+            "hardmax": _numpy_hardmax,
+            "gumbel_softmax": gumbel_softmax,
+        },
     )
 
 
@@ -297,12 +439,15 @@ def _peer_scipy() -> Target:
         functions={
             "softmax": lambda x, axis: special.softmax(x, axis=axis),
             "log_softmax": lambda x, axis: special.log_softmax(x, axis=axis),
+            "logsumexp": lambda x, axis: special.logsumexp(x, axis=axis),
+            "masked_softmax": lambda x, mask, axis: special.softmax(np.where(mask, x, -np.inf), axis=axis),
         },
     )
 
 
 def _torch_target(device: str) -> Target:
     import torch
+    import torch.nn.functional as F
 
     if device == "cuda":
         if not torch.cuda.is_available():
@@ -315,15 +460,39 @@ def _torch_target(device: str) -> Target:
     else:
         put = torch.from_numpy
         wait = lambda result: None  # noqa: E731
+
+    def cross_entropy(x, target, axis):
+        """Forward and backward of ``F.cross_entropy`` (classes on dim 1 = the last axis
+        of the 2-D cases) on a leaf tensor that requires grad."""
+        x.requires_grad_(True)
+        loss = F.cross_entropy(x, target)
+        (grad,) = torch.autograd.grad(loss, x)
+        return loss.detach(), grad
+
+    def hardmax(x, axis):
+        return torch.zeros_like(x).scatter_(axis, x.argmax(dim=axis, keepdim=True), 1.0)
+
+    def get(result):
+        return result.detach().cpu().numpy()
+
     return Target(
         name=f"peer:torch-{device}",
         device=device,
         put=put,
-        get=lambda t: t.cpu().numpy(),
+        get=get,
         wait=wait,
         functions={
             "softmax": lambda x, axis: torch.softmax(x, dim=axis),
             "log_softmax": lambda x, axis: torch.log_softmax(x, dim=axis),
+            "logsumexp": lambda x, axis: torch.logsumexp(x, dim=axis),
+            # What autograd runs for the backward of softmax / log_softmax.
+            "softmax_backward": lambda g, y, axis: torch._softmax_backward_data(g, y, axis, g.dtype),
+            "log_softmax_backward": lambda g, y, axis: torch._log_softmax_backward_data(g, y, axis, g.dtype),
+            "cross_entropy": cross_entropy,
+            # masked_fill(~mask, -inf) in one kernel, without inverting the mask.
+            "masked_softmax": lambda x, mask, axis: torch.softmax(torch.where(mask, x, float("-inf")), dim=axis),
+            "hardmax": hardmax,
+            "gumbel_softmax": lambda x, axis: F.gumbel_softmax(x, tau=1.0, hard=False, dim=axis),
         },
         copy=lambda dst, src: dst.copy_(src),
         empty_like=torch.empty_like,
@@ -332,11 +501,34 @@ def _torch_target(device: str) -> Target:
 
 def _peer_jax() -> Target:
     import jax
+    import jax.numpy as jnp
 
     # Without x64, JAX silently computes float64 input in float32.
     jax.config.update("jax_enable_x64", True)
-    softmax = jax.jit(jax.nn.softmax, static_argnames="axis")
-    log_softmax = jax.jit(jax.nn.log_softmax, static_argnames="axis")
+
+    def cross_entropy_loss(x, target, axis):
+        picked = jnp.take_along_axis(jax.nn.log_softmax(x, axis=axis), jnp.expand_dims(target, axis), axis=axis)
+        return -jnp.mean(picked)
+
+    def jit(f):
+        return jax.jit(f, static_argnames="axis")
+
+    formulas = {
+        "softmax": jit(jax.nn.softmax),
+        "log_softmax": jit(jax.nn.log_softmax),
+        "logsumexp": jit(jax.nn.logsumexp),
+        # What JAX's autodiff of softmax / log_softmax computes.
+        "softmax_backward": jit(lambda g, y, axis: y * (g - jnp.sum(g * y, axis=axis, keepdims=True))),
+        "log_softmax_backward": jit(lambda g, y, axis: g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True)),
+        "cross_entropy": jit(lambda x, target, axis: jax.value_and_grad(cross_entropy_loss)(x, target, axis)),
+        "masked_softmax": jit(lambda x, mask, axis: jax.nn.softmax(x, axis=axis, where=mask)),
+        "hardmax": jit(lambda x, axis: jax.nn.one_hot(jnp.argmax(x, axis=axis), x.shape[axis], dtype=x.dtype, axis=axis)),
+    }
+    # The key is an argument, not a constant: XLA would fold the noise into the program.
+    gumbel = jit(lambda x, key, axis: jax.nn.softmax(x + jax.random.gumbel(key, x.shape, x.dtype), axis=axis))
+    key = jax.random.key(0)
+    functions = {name: (lambda f: lambda *a: f(*a[:-1], axis=a[-1]))(f) for name, f in formulas.items()}
+    functions["gumbel_softmax"] = lambda x, axis: gumbel(x, key, axis=axis)
     negate = jax.jit(lambda a: -a)  # one read and one write: the device "copy"
     platform = jax.devices()[0].platform
     return Target(
@@ -344,11 +536,8 @@ def _peer_jax() -> Target:
         device="cpu" if platform == "cpu" else "cuda",
         put=jax.device_put,
         get=np.asarray,
-        wait=lambda result: result.block_until_ready(),
-        functions={
-            "softmax": lambda x, axis: softmax(x, axis=axis),
-            "log_softmax": lambda x, axis: log_softmax(x, axis=axis),
-        },
+        wait=jax.block_until_ready,
+        functions=functions,
         copy=lambda dst, src: negate(src).block_until_ready(),
         empty_like=lambda a: a,
         warm_full_shape=True,
@@ -397,9 +586,28 @@ def _installed(package: str) -> bool:
         return False
 
 
-def impl_names() -> list[str]:
-    """The ``impl`` parameter: registry backends, then the installed peers."""
-    return backend_names() + [name for name, (package, _) in PEERS.items() if _installed(package)]
+_EVERY = frozenset(FUNCTIONS)
+#: The functions each peer has (read without importing it).  A benchmark's ``impl``
+#: parameter lists only the peers that have its function; every registry backend
+#: has every function.
+PEER_FUNCTIONS: dict[str, frozenset[str]] = {
+    "peer:numpy": _EVERY,
+    "peer:scipy": frozenset(("softmax", "log_softmax", "logsumexp", "masked_softmax")),
+    "peer:torch-cpu": _EVERY - {"sparsemax"},
+    "peer:torch-cuda": _EVERY - {"sparsemax"},
+    "peer:jax": _EVERY - {"sparsemax"},
+    "peer:cupyx": frozenset(("softmax", "log_softmax")),
+}
+
+
+def impl_names(function: str | None = None) -> list[str]:
+    """The ``impl`` parameter: registry backends, then the installed peers (those that
+    have ``function``, if given)."""
+    return backend_names() + [
+        name
+        for name, (package, _) in PEERS.items()
+        if _installed(package) and (function is None or function in PEER_FUNCTIONS[name])
+    ]
 
 
 def preload_peers() -> None:
@@ -541,12 +749,12 @@ class ImplBenchmark:
 
 
 class Prepared:
-    """One function of one implementation on one case, inputs on the device, warmed up.
+    """One function of one implementation on one case, operands on the device, warmed up.
 
-    Inputs that would fit in cache are rotated (:func:`make_inputs`).  Warm-up runs
-    the function once on a small piece of the input with the same dtype, layout and
+    Operands that would fit in cache are rotated (:func:`make_operands`).  Warm-up runs
+    the function once on a small piece of the operands with the same dtype, layout and
     row length -- what Numba specialises on -- or, for implementations that compile
-    per shape (JAX), on the full input.
+    per shape (JAX), on the full operands.
     """
 
     def __init__(self, t: Target, function: str, case: str, dtype: str, rotate=True, host=None):
@@ -554,50 +762,69 @@ class Prepared:
         self.fn = t.function(function)
         shape, self.axis = CASES[case]
         if host is None:
-            host = make_inputs(shape, dtype, rotate=rotate, rotate_bytes=rotate_bytes(t))
-        self.nbytes = host[0].nbytes  # of one input; the output has the same size
+            host = make_operands(function, shape, dtype=dtype, axis=self.axis, rotate=rotate,
+                                 rotate_bytes=rotate_bytes(t))
+        self.nbytes = moved_bytes(function, host[0], self.axis)  # read once, written once
         self.wait = t.wait
-        warm = None if t.warm_full_shape else t.put(small_piece(host[0], self.axis))
-        self.inputs = [t.put(a) for a in host]
-        self.wait(self.fn(self.inputs[0] if warm is None else warm, self.axis))
+        if t.warm_full_shape:
+            warm = None
+        else:
+            ndim = host[0][0].ndim
+            warm = tuple(t.put(small_piece(a, self.axis if a.ndim == ndim else None)) for a in host[0])
+        self.inputs = [tuple(t.put(a) for a in operands) for operands in host]
+        self.wait(self.fn(*(self.inputs[0] if warm is None else warm), self.axis))
         self.next_input = 0
 
     def call(self) -> None:
-        """One call on the next input, waiting for the device to finish."""
-        x = self.inputs[self.next_input]
+        """One call on the next operands, waiting for the device to finish."""
+        operands = self.inputs[self.next_input]
         self.next_input = (self.next_input + 1) % len(self.inputs)
-        self.wait(self.fn(x, self.axis))
+        self.wait(self.fn(*operands, self.axis))
 
 
 def rotate_bytes(t: Target) -> int:
     return ROTATE_BYTES if t.device == "cpu" else max(ROTATE_BYTES, 256 << 20)
 
 
-def small_piece(x: np.ndarray, axis: int, keep=8) -> np.ndarray:
-    """``x`` cut to ``keep`` elements along every axis but ``axis``, C-contiguous."""
-    reduced = axis % x.ndim
+def small_piece(x: np.ndarray, axis: int | None, keep=8) -> np.ndarray:
+    """``x`` cut to ``keep`` elements along every axis but ``axis`` (None: every
+    axis), C-contiguous."""
+    reduced = None if axis is None else axis % x.ndim
     index = tuple(slice(None) if i == reduced else slice(0, keep) for i in range(x.ndim))
     return np.ascontiguousarray(x[index])
 
 
-class CaseBenchmark(ImplBenchmark):
-    """One function of :data:`FUNCTIONS` (``function``) on the bench cases.
+def function_params(function: str, cases=None, impls=None) -> list[list[str]]:
+    """``params`` of a :class:`CaseBenchmark` of ``function``: the implementations
+    that have it (``impls`` narrows them), its cases (those among ``cases``), the dtypes."""
+    if cases is None:
+        cases = FUNCTION_CASES[function]
+    names = impl_names(function)
+    return [
+        [n for n in names if impls is None or n in impls],
+        [c for c in FUNCTION_CASES[function] if c in cases],
+        DTYPES,
+    ]
 
-    asv (asv_runner 0.3) re-runs ``setup`` before every timed sample, so
-    :meth:`prepare` does its work once per process and returns at once afterwards.
+
+class CaseBenchmark(ImplBenchmark):
+    """One function of :data:`FUNCTIONS` (``function``) on its bench cases.
+
+    Subclasses set ``function`` and ``params = function_params(function)``.  asv
+    (asv_runner 0.3) re-runs ``setup`` before every timed sample, so :meth:`prepare`
+    does its work once per process and returns at once afterwards.
     """
 
     function = "softmax"
-    cases = list(CASES)
     rotate = True
-    params = ImplBenchmark.params + [list(CASES), DTYPES]
+    params = function_params("softmax")
     param_names = ImplBenchmark.param_names + ["case", "dtype"]
 
     def prepare(self, impl: str, case: str, dtype: str) -> None:
         key = (impl, case, dtype)
         if getattr(self, "_prepared", None) == key:
             return
-        if case not in self.cases:
+        if case not in self.params[1]:
             raise NotImplementedError(f"{case} is not a case of this benchmark")
         self.prepared = Prepared(self.use_impl(impl), self.function, case, dtype, rotate=self.rotate)
         self._prepared = key

@@ -1,521 +1,215 @@
 """Backend ``numba_cpu``: Numba-jitted kernels for NumPy arrays, parallel over rows.
 
-Three kernels cover every layout (see :mod:`softmax_dispatch._layout`); all three
-compute a row with the same routine, so they give the same bits:
-
-``_softmax_rows`` (``inner == 1``)
-    One row per task, ``prange`` over rows.  Four passes over a row: a max pass
-    (the only one that streams ``x`` from memory), an exp pass that stores
-    ``exp(t)`` into a per-thread scratch row, a sum over the scratch, and a pass
-    that writes ``out = scratch / sum`` (``log_softmax``: ``t - log(sum)``,
-    recomputing ``t``).  A row of up to ~256 KiB (and its scratch) stays in L2
-    between passes, so memory traffic is one read of ``x`` and one write of
-    ``out`` (plus the read-for-ownership of ``out``).
-
-``_softmax_short_rows`` (contiguous rows shorter than ``SHORT_ROW``)
-    The same numbers, but the exp runs over groups of rows at once.
-
-``_softmax_columns`` (``inner > 1``, a non-last axis)
-    No transpose copy of the array: a task copies a block of adjacent columns
-    (through a small L1 buffer) into a transposed tile of about ``TILE_BYTES``,
-    runs the row routine on it and copies it back, so ``x`` is still read once
-    from memory.
-
-Numerics (the contract in ``softmax_dispatch.softmax``):
-
-- float32 rows are computed in float32 (16 SIMD lanes) but summed in float64;
-  float64 in float64; float16 is widened to float32 by the wrapper (Numba has no
-  float16 on the CPU), which costs one extra pass over the input and the output.
-- ``exp`` is our own vectorisable one (``_simd_exp``): Numba's calls libm once per
-  element and stops LLVM from vectorising the loop.
-- Max and min are written with eight explicit accumulators; the one sum,
-  ``_lane_sum``, is the only function with ``reassoc`` and always reads a
-  contiguous scratch row, so it is the same compiled loop for every layout and
-  in-place call.  No ``nnan``/``ninf`` anywhere: NaN and inf keep IEEE meaning.
-  A row is never split across threads.  Results are therefore bitwise
-  identical run to run, for any thread count, any layout, in place or not.
-- The max ignores NaN; a NaN then reaches the sum (``exp(NaN) = NaN``) and
-  poisons the whole row, as required.  Rows whose max is ``+inf`` or ``-inf``,
-  and rows where ``x - max`` overflows, take a scalar path (``_careful_row``).
+This module is the backend's interface (see ``softmax_dispatch._registry``): it
+picks a kernel for the layout, the thread count for the size, and widens
+float16 (Numba has no float16 on the CPU: float16 operands are computed in
+float32 and rounded once, at the cost of one extra pass over each operand).
+The kernels live in ``_numba_softmax`` (softmax, log_softmax and the row
+routines) and ``_numba_family`` (everything else).
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 
 import numba
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
 
-from ._numba_jit import jit
-from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
+from . import _numba_family as family
+from ._numba_softmax import SERIAL_BELOW, launch_softmax
 
-#: Inputs with fewer elements than this (about 20 us of work) run on one thread.
-SERIAL_BELOW = 2**15
-
-#: Rows shorter than this take the grouped short-row kernel (when contiguous).
-SHORT_ROW = 64
-
-#: Bytes of the transposed tile in the strided kernel.  Longer contiguous runs per
-#: row read (256 B for float32 at n = 4096) beat staying inside the 1 MiB L2:
-#: 60 vs 72 ms on the axis-0 case, measured on a shared machine (docs/performance.md).
-TILE_BYTES = 1024 * 1024
+#: Stand-ins for absent optional operands (one compiled specialisation per kernel).
+_NO_MASK = np.ones((1, 1), dtype=np.bool_)
+_NO_LABELS = np.zeros((1,), dtype=np.int64)
 
 
 def unavailable_reason() -> str | None:
     return None
 
 
-# -- type helpers: one generic kernel body for float32 and float64 ------------------
-
-
-def _exp_nonpos(t):  # pragma: no cover - replaced by the overload inside jitted code
-    raise NotImplementedError
-
-
-@overload(_exp_nonpos, inline="always")
-def _exp_nonpos_overload(t):
-    if t == types.float32:
-        return lambda t: exp_nonpos_f32(t)
-    if t == types.float64:
-        return lambda t: exp_nonpos_f64(t)
-    return None
-
-
-def _like(value, reference):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_like, inline="always")
-def _like_overload(value, reference):
-    """``value`` converted to the float type of ``reference``."""
-    if reference == types.float32:
-        return lambda value, reference: np.float32(value)
-    return lambda value, reference: np.float64(value)
-
-
-def _divisor(temperature, reference):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_divisor, inline="always")
-def _divisor_overload(temperature, reference):
-    """``(pre, tq)`` with ``t = (d * pre) / tq`` equal to ``d / temperature`` in the
-    precision of ``reference``.
-
-    float64 divides by the temperature itself (IEEE division is right even for a
-    subnormal one).  float32 cannot hold temperatures outside ~[1e-45, 3e38], so
-    there both ``d`` and the temperature are scaled by a power of two that brings
-    the temperature near 1; where ``d * pre`` then overflows, ``t`` is -inf, which
-    is the right limit (|d / T| is astronomically large).
-    """
-    if reference == types.float32:
-
-        def impl(temperature, reference):
-            exponent = math.frexp(temperature)[1]
-            if -100 <= exponent <= 100:
-                return np.float32(1.0), np.float32(temperature)
-            shift = min(max(-exponent, -120), 120)
-            scaled = max(temperature * 2.0**shift, 2.0**-126)
-            return np.float32(2.0**shift), np.float32(scaled)
-
-        return impl
-    return lambda temperature, reference: (1.0, temperature)
-
-
-# -- row kernel ----------------------------------------------------------------------
-
-
-@jit(inline="always")
-def _up(a, v):
-    """max ignoring a NaN ``v`` (``a`` starts at -inf and is never NaN)."""
-    return v if v > a else a
-
-
-@jit(inline="always")
-def _down(a, v):
-    return v if v < a else a
-
-
-@jit()
-def _row_max(xr):
-    """Max of a row ignoring NaN (-inf for an all-NaN row), over 8 explicit lanes.
-
-    LLVM does not vectorise a select-based max reduction without ``nnan``; eight
-    independent accumulators at least run in parallel (this is the pass that
-    streams x from memory).
-    """
-    n = xr.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
-    i = 0
-    while i + 8 <= n:
-        a0, a1, a2, a3 = _up(a0, xr[i]), _up(a1, xr[i + 1]), _up(a2, xr[i + 2]), _up(a3, xr[i + 3])
-        a4, a5, a6, a7 = _up(a4, xr[i + 4]), _up(a5, xr[i + 5]), _up(a6, xr[i + 6]), _up(a7, xr[i + 7])
-        i += 8
-    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-    while i < n:
-        m = _up(m, xr[i])
-        i += 1
-    return m
-
-
-@jit()
-def _row_max_min(xr):
-    """(max, min) of a row ignoring NaN, over 8 explicit lanes each."""
-    n = xr.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
-    z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = _like(np.inf, xr[0])
-    i = 0
-    while i + 8 <= n:
-        v0, v1, v2, v3 = xr[i], xr[i + 1], xr[i + 2], xr[i + 3]
-        v4, v5, v6, v7 = xr[i + 4], xr[i + 5], xr[i + 6], xr[i + 7]
-        a0, a1, a2, a3 = _up(a0, v0), _up(a1, v1), _up(a2, v2), _up(a3, v3)
-        a4, a5, a6, a7 = _up(a4, v4), _up(a5, v5), _up(a6, v6), _up(a7, v7)
-        z0, z1, z2, z3 = _down(z0, v0), _down(z1, v1), _down(z2, v2), _down(z3, v3)
-        z4, z5, z6, z7 = _down(z4, v4), _down(z5, v5), _down(z6, v6), _down(z7, v7)
-        i += 8
-    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-    lo = min(min(min(z0, z1), min(z2, z3)), min(min(z4, z5), min(z6, z7)))
-    while i < n:
-        m = _up(m, xr[i])
-        lo = _down(lo, xr[i])
-        i += 1
-    return m, lo
-
-
-@jit()
-def _row_bounds(xr, temperature):
-    """(max, min) of a row; the min only where it matters (T > 1), else +inf.
-
-    The min serves one purpose: finding rows where ``x - max`` overflows while
-    ``(x - max)/T`` would not, which needs T > 1 (with T <= 1 the overflowed -inf
-    is the right answer).  Tracking it costs about half of this pass.
-    """
-    if temperature > 1:
-        return _row_max_min(xr)
-    return _row_max(xr), _like(np.inf, xr[0])
-
-
-@jit(inline="always")
-def _needs_care(m, lo, temperature):
-    """True for rows the vector path cannot take: a NaN, +inf or all -inf row
-    (max not finite), or ``lo - max`` overflowing while ``(lo - max) / T`` is finite."""
-    return not (-np.inf < m < np.inf) or (lo > -np.inf and lo - m == -np.inf and temperature > 1)
-
-
-@jit()
-def _careful_row(xr, outr, temperature, log_output, m):
-    """Rows that ``_needs_care``: rare, so scalar and in float64.
-
-    - NaN anywhere: NaN.  ``+inf`` present: the k infinite entries share the mass
-      (``1/k``, log ``-log k``), the rest get 0 (``-inf``).  All ``-inf``: zeros
-      (``-inf``).
-    - Otherwise ``x - max`` overflows for some entry although ``(x - max)/T`` is
-      finite (logits near the dtype's max and T > 1): the difference is taken in
-      halves, ``(x/2 - max/2) / (T/2)``, which cannot overflow.
-    """
-    n = xr.shape[0]
-    has_nan = False
-    k = 0
-    for i in range(n):
-        v = xr[i]
-        if v != v:
-            has_nan = True
-        elif v == np.inf:
-            k += 1
-    if has_nan:
-        for i in range(n):
-            outr[i] = np.nan
-    elif m == -np.inf:  # every entry is -inf: a fully masked row
-        for i in range(n):
-            outr[i] = -np.inf if log_output else 0.0
-    elif k > 0:  # the k infinite entries share the mass
-        inside = -math.log(k) if log_output else 1.0 / k
-        outside = -np.inf if log_output else 0.0
-        for i in range(n):
-            outr[i] = inside if xr[i] == np.inf else outside
-    else:
-        half = 0.5 if temperature >= 2.0**-1021 else 1.0  # keep T * half exact
-        m_half = np.float64(m) * half
-        t_half = temperature * half
-        shifted = np.empty(n, dtype=np.float64)
-        exps = np.empty(n, dtype=np.float64)
-        maxima = 0
-        for i in range(n):
-            shifted[i] = (np.float64(xr[i]) * half - m_half) / t_half
-            exps[i] = math.exp(shifted[i]) if (shifted[i] != 0 or not log_output) else 0.0
-            maxima += shifted[i] == 0
-        total = _lane_sum(exps)
-        if log_output:
-            log_s = math.log1p(total + (maxima - 1))
-            for i in range(n):
-                outr[i] = shifted[i] - log_s
-        else:
-            scale = 1.0 / total
-            for i in range(n):
-                outr[i] = exps[i] * scale
-
-
-@jit(fastmath={"reassoc"})
-def _lane_sum(e):
-    """Sum of a contiguous row in float64, vectorised.
-
-    The one function of this module compiled with ``reassoc``: it lets LLVM sum
-    in SIMD lanes.  The order then depends only on the compiled code and the
-    length, and every caller passes a C-contiguous scratch row (never ``out`` or
-    ``x``, whose layouts vary), so every kernel, layout and in-place call gets
-    the same specialisation and the same bits.  (A loop that also stores would
-    have run vectorised or scalar depending on a run-time overlap check.)
-    """
-    total = 0.0
-    for i in range(e.shape[0]):
-        total += np.float64(e[i])
-    return total
-
-
-@jit()
-def _store_exps(xr, e, m, pre, tq, log_output):
-    """``e[i] = exp(t_i)``, ``t_i = (x_i - m) * pre / tq``; returns the count of t == 0.
-
-    For log output the maxima (t == 0) store 0 instead of 1 and are only counted,
-    so that ``log(sum)`` can be taken as ``log1p(rest + (count - 1))``, accurate
-    when one entry dominates and the sum is barely above 1 (Blanchard, Higham &
-    Higham 2021); a NaN still stores NaN.  ``t`` is a true division, not a
-    multiply by 1/T: one rounding instead of two (a tiny probability's relative
-    error is ~eps*|t|).  T = 1 skips the division (a fifth of this pass).
-    """
-    n = xr.shape[0]
-    maxima = 0
-    unit = pre == 1 and tq == 1
-    if log_output and unit:
-        for i in range(n):
-            t = xr[i] - m
-            e[i] = _exp_nonpos(t) if t != 0 else 0
-            maxima += t == 0
-    elif log_output:
-        for i in range(n):
-            t = ((xr[i] - m) * pre) / tq
-            e[i] = _exp_nonpos(t) if t != 0 else 0
-            maxima += t == 0
-    elif unit:
-        for i in range(n):
-            e[i] = _exp_nonpos(xr[i] - m)
-    else:
-        for i in range(n):
-            e[i] = _exp_nonpos(((xr[i] - m) * pre) / tq)
-    return maxima
-
-
-@jit()
-def _softmax_row(xr, outr, temperature, log_output, scratch):
-    """One row.  ``scratch`` is a C-contiguous buffer of the row's length for the exps."""
-    m, lo = _row_bounds(xr, temperature)
-    if _needs_care(m, lo, temperature):
-        _careful_row(xr, outr, temperature, log_output, m)
+@contextlib.contextmanager
+def _threads_for(size: int):
+    """Small inputs run on the calling thread alone: waking the pool costs more
+    than the work, and a pool thread that the OS has descheduled (another process
+    busy on the core) stalls the call for a whole time slice.  Numba's thread
+    count is per calling thread, so this is thread-safe."""
+    if size >= SERIAL_BELOW:
+        yield
         return
-    pre, tq = _divisor(temperature, m)
-    # exp(t) goes to scratch (x may be out, and log output needs x again), the
-    # sum reads it back from L1/L2: see _lane_sum for why it is a loop of its own.
-    exps = scratch[: xr.shape[0]]
-    maxima = _store_exps(xr, exps, m, pre, tq, log_output)
-    total = _lane_sum(exps)
-    if log_output:
-        log_s = _like(math.log1p(total + (maxima - 1)), m)
-        for i in range(xr.shape[0]):
-            outr[i] = ((xr[i] - m) * pre) / tq - log_s
-    else:
-        scale = _like(1.0 / total, m)
-        for i in range(xr.shape[0]):
-            outr[i] = exps[i] * scale
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
 
 
-@jit(parallel=True)
-def _softmax_rows(x, out, temperature, log_output, n_chunks):
-    rows, n = x.shape
-    t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
-    # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
-    # chunk (a million rows of 10 would otherwise pay a million allocations).
-    for c in prange(n_chunks):
-        scratch = np.empty(n, dtype=x.dtype)
-        for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
-            _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
-
-
-@jit(parallel=True)
-def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
-    """Many short contiguous rows (``n < SHORT_ROW``): the exp runs over whole groups.
-
-    Within one short row the vectorised exp loop is never entered (16 float32
-    lanes, interleaved, need 32+ elements), so ``_softmax_row`` would run it
-    scalar.  Here a group of rows is one contiguous stretch of memory: the per-row
-    shift and temperature are spread into per-element buffers, and one long loop
-    computes ``exp((x - shift) / T)`` for the whole group, vectorised.  Sums and
-    the limit rules stay per row (the same ``_lane_sum`` and ``_careful_row`` as
-    the row kernel, so the bits are the row kernel's).
-    """
-    rows, n = x.shape
-    t_step = 1 if temperature.shape[0] > 1 else 0
-    group = max(1, 4096 // n)  # rows per group: about 4096 elements
-    groups = (rows + group - 1) // group
-    for c in prange(n_chunks):
-        shift = np.empty(group * n, dtype=x.dtype)
-        prescale = np.empty(group * n, dtype=x.dtype)
-        divisor = np.empty(group * n, dtype=x.dtype)
-        scale = np.empty(group * n, dtype=x.dtype)
-        exps = np.empty(group * n, dtype=x.dtype)
-        is_max = np.empty(group * n, dtype=np.int64)
-        careful = np.zeros(group, dtype=np.bool_)
-        for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
-            r0 = g * group
-            r1 = min(r0 + group, rows)
-            size = (r1 - r0) * n
-            flat_x = x[r0:r1].reshape(size)
-            flat_out = out[r0:r1].reshape(size)
-            for r in range(r0, r1):
-                t = temperature[r * t_step, 0]
-                m, lo = _row_bounds(x[r], t)
-                careful[r - r0] = _needs_care(m, lo, t)
-                pre, tq = _divisor(t, m)
-                base = (r - r0) * n
-                for k in range(n):
-                    shift[base + k] = m
-                    prescale[base + k] = pre
-                    divisor[base + k] = tq
-            if log_output:  # maxima store 0 and are counted, as in _store_exps
-                for i in range(size):
-                    t = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i]
-                    exps[i] = _exp_nonpos(t) if t != 0 else 0
-                    is_max[i] = t == 0
-            else:
-                for i in range(size):
-                    exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
-            for r in range(r0, r1):
-                base = (r - r0) * n
-                total = _lane_sum(exps[base : base + n])
-                if log_output:
-                    maxima = 0
-                    for k in range(n):
-                        maxima += is_max[base + k]
-                    value = math.log1p(total + (maxima - 1))
-                else:
-                    value = 1.0 / total
-                for k in range(n):
-                    scale[base + k] = value
-            if log_output:
-                for i in range(size):
-                    flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - scale[i]
-            else:
-                for i in range(size):
-                    flat_out[i] = exps[i] * scale[i]
-            for r in range(r0, r1):
-                if careful[r - r0]:
-                    t = temperature[r * t_step, 0]
-                    _careful_row(x[r], out[r], t, log_output, _row_max(x[r]))
-
-
-# -- strided kernel (reduction over a non-last axis) ---------------------------------
-
-
-@jit(parallel=True)
-def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
-    """Normalise ``x`` (``(outer, n, inner)``) along axis 1, ``block`` columns per task.
-
-    A task copies ``x[o, :, j0:j0 + block]`` (``n`` contiguous runs of ``block``
-    elements, one cache line or two) into a transposed tile of ``block`` rows of
-    ``n``, sized to stay in L2, runs the row routine on each tile row in place
-    and copies the tile back.  The input is read from memory once and no
-    transposed copy of the whole array is made; the price is two in-cache
-    transposes.  The numbers are bitwise those of the row kernel on the
-    transposed data (the same routine computes them).
-    """
-    outer, n, inner = x.shape
-    blocks = (inner + block - 1) // block
-    tasks = outer * blocks
-    o_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
-    j_step = 1 if temperature.shape[1] > 1 else 0
-    for c in prange(n_chunks):
-        tile = np.empty((block, n), dtype=x.dtype)
-        buffer = np.empty((16, block), dtype=x.dtype)
-        scratch = np.empty(n, dtype=x.dtype)
-        for task in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            o = task // blocks
-            j0 = (task - o * blocks) * block
-            w = min(block, inner - j0)
-            # Both copies go through a 16 x block buffer that stays in L1: rows of x
-            # (or out) are copied whole, and the transposition happens between
-            # the buffer and the tile.  Done directly, LLVM vectorises the copy
-            # with scatter or gather instructions, 3-5x slower on Zen 4.
-            for k0 in range(0, n, 16):
-                k1 = min(k0 + 16, n)
-                for k in range(k0, k1):
-                    xk = x[o, k, j0 : j0 + w]
-                    bk = buffer[k - k0]
-                    for j in range(w):
-                        bk[j] = xk[j]
-                for j in range(w):
-                    tile_row = tile[j]
-                    for k in range(k0, k1):
-                        tile_row[k] = buffer[k - k0, j]
-            for j in range(w):
-                t = temperature[o * o_step, (j0 + j) * j_step]
-                _softmax_row(tile[j], tile[j], t, log_output, scratch)
-            for k0 in range(0, n, 16):
-                k1 = min(k0 + 16, n)
-                for j in range(w):
-                    tile_row = tile[j]
-                    for k in range(k0, k1):
-                        buffer[k - k0, j] = tile_row[k]
-                for k in range(k0, k1):
-                    ok = out[o, k, j0 : j0 + w]
-                    bk = buffer[k - k0]
-                    for j in range(w):
-                        ok[j] = bk[j]
-
-
-# -- entry point ---------------------------------------------------------------------
-
-
-def softmax(x3: np.ndarray, out3: np.ndarray, temperature: np.ndarray, log_output: bool) -> None:
-    if x3.dtype == np.float16:
-        # Numba has no float16 on the CPU: compute in float32 and round once.
-        wide = np.empty(out3.shape, dtype=np.float32)
-        softmax(x3.astype(np.float32), wide, temperature, log_output)
-        np.copyto(out3, wide, casting="same_kind")
-        return
-    if x3.size < SERIAL_BELOW:
-        # Small inputs run on the calling thread alone: waking the pool costs more
-        # than the work, and a pool thread that the OS has descheduled (another
-        # process busy on the core) stalls the call for a whole time slice.
-        # Numba's thread count is per calling thread, so this is thread-safe.
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            _launch(x3, out3, temperature, log_output)
-        finally:
-            numba.set_num_threads(threads)
-    else:
-        _launch(x3, out3, temperature, log_output)
-
-
-def _launch(x3, out3, temperature, log_output) -> None:
-    outer, n, inner = x3.shape
+def _chunks(tasks: int) -> int:
     # Several chunks per thread balance the load; how work is chunked never
-    # changes a result (each row or column block is computed whole by one task).
-    chunks_per_call = 8 * numba.get_num_threads()
+    # changes a result (each row is computed whole by one task).
+    return max(1, min(tasks, 8 * numba.get_num_threads()))
+
+
+def _wide(a):
+    """float16 operands as float32 (other dtypes unchanged)."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
+
+
+def _rows(a3, dtype=None):
+    """A 3-D operand as ``(rows, n)`` rows: a view when ``inner == 1``, else a
+    transposed copy (row ``o * inner + j`` is ``a3[o, :, j]``)."""
+    outer, n, inner = a3.shape
+    if dtype is not None and a3.dtype != dtype:
+        a3 = a3.astype(dtype)
     if inner == 1:
-        x2, out2 = x3[:, :, 0], out3[:, :, 0]
-        if n < SHORT_ROW and x2.flags.c_contiguous and out2.flags.c_contiguous:
-            groups = -(-outer // max(1, 4096 // n))
-            _softmax_short_rows(x2, out2, temperature, log_output, min(groups, chunks_per_call))
+        return a3[:, :, 0]
+    return np.ascontiguousarray(a3.transpose(0, 2, 1)).reshape(outer * inner, n)
+
+
+def _row_values(values, shape3):
+    """Per-row values ``(outer|1, inner|1)`` as ``(rows|1, 1)``."""
+    outer, _, inner = shape3
+    if values.shape == (1, 1):
+        return values
+    return np.ascontiguousarray(np.broadcast_to(values, (outer, inner))).reshape(outer * inner, 1)
+
+
+def _into_rows(out3, compute):
+    """Run ``compute(rows)`` into ``out3``: directly for ``inner == 1`` and a
+    float32/float64 ``out3``, else through a buffer (float32 for float16,
+    transposed back for ``inner > 1``)."""
+    outer, n, inner = out3.shape
+    if inner == 1 and out3.dtype != np.float16:
+        compute(out3[:, :, 0])
+        return
+    dtype = np.float32 if out3.dtype == np.float16 else out3.dtype
+    buffer = np.empty((outer * inner, n), dtype=dtype)
+    compute(buffer)
+    np.copyto(out3, buffer.reshape(outer, inner, n).transpose(0, 2, 1), casting="same_kind")
+
+
+def _mask_args(mask3):
+    return (False, _NO_MASK) if mask3 is None else (True, _rows(mask3))
+
+
+def softmax(x3, out3, temperature, log_output, mask3=None) -> None:
+    if mask3 is None:
+        x = _wide(x3)
+
+        def compute(target):
+            with _threads_for(x.size):
+                launch_softmax(x, target, temperature, log_output)
+
+        if out3.dtype == np.float16:
+            wide = np.empty(out3.shape, dtype=np.float32)
+            compute(wide)
+            np.copyto(out3, wide, casting="same_kind")
         else:
-            _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call))
+            compute(out3)
+        return
+    x = _rows(x3, _work(x3))
+    t = _row_values(temperature, x3.shape)
+
+    def compute_masked(target):
+        with _threads_for(x.size):
+            family._softmax_masked(x, target, _rows(mask3), t, log_output, _chunks(x.shape[0]))
+
+    _into_rows(out3, compute_masked)
+
+
+def _work(a3):
+    return np.float32 if a3.dtype == np.float16 else a3.dtype
+
+
+def logsumexp(x3, out2, temperature, mask3=None) -> None:
+    x = _rows(x3, _work(x3))
+    lse = np.empty(x.shape[0])
+    with _threads_for(x.size):
+        family._logsumexp(x, lse, *_mask_args(mask3), _row_values(temperature, x3.shape), _chunks(x.shape[0]))
+    out2[...] = lse.reshape(out2.shape)
+
+
+def softmax_backward(g3, y3, out3, temperature, log_output, mask3=None) -> None:
+    g, y = _rows(g3, _work(y3)), _rows(y3, _work(y3))
+    t = _row_values(temperature, y3.shape)
+
+    def compute(target):
+        with _threads_for(y.size):
+            family._softmax_backward(g, y, target, t, log_output, *_mask_args(mask3), _chunks(y.shape[0]))
+
+    _into_rows(out3, compute)
+
+
+def sparsemax(x3, out3, temperature, mask3=None) -> None:
+    x = _rows(x3, _work(x3))
+    t = _row_values(temperature, x3.shape)
+
+    def compute(target):
+        with _threads_for(x.size):
+            family._sparsemax(x, target, t, *_mask_args(mask3), _chunks(x.shape[0]))
+
+    _into_rows(out3, compute)
+
+
+def sparsemax_backward(g3, y3, out3, temperature, mask3=None) -> None:
+    g, y = _rows(g3, _work(y3)), _rows(y3, _work(y3))
+    t = _row_values(temperature, y3.shape)
+
+    def compute(target):
+        with _threads_for(y.size):
+            family._sparsemax_backward(g, y, target, t, *_mask_args(mask3), _chunks(y.shape[0]))
+
+    _into_rows(out3, compute)
+
+
+def hardmax(x3, out3, first, mask3=None) -> None:
+    x = _rows(x3, _work(x3))
+
+    def compute(target):
+        with _threads_for(x.size):
+            family._hardmax(x, target, first, *_mask_args(mask3), _chunks(x.shape[0]))
+
+    _into_rows(out3, compute)
+
+
+def gumbel_softmax(x3, out3, temperature, hard, seed) -> None:
+    x = _rows(x3, _work(x3))  # the logical plan: inner == 1
+    # The perturbed logits go to a working buffer, then are normalised into out
+    # (two passes over memory; the noise costs two logs per element).
+    perturbed = np.empty(x.shape, dtype=x.dtype)
+    with _threads_for(x.size):
+        family._gumbel_perturb(x, perturbed, np.uint64(seed), _chunks(x.shape[0]))
+
+    def compute(target):
+        with _threads_for(x.size):
+            if hard:
+                family._hardmax(perturbed, target, True, False, _NO_MASK, _chunks(x.shape[0]))
+            else:
+                launch_softmax(perturbed[:, :, None], target[:, :, None], temperature, False)
+
+    _into_rows(out3, compute)
+
+
+def cross_entropy(x3, labels, probs3, weight, smoothing, temperature, grad_scale, loss2, grad3) -> None:
+    work = _work(x3)
+    x = _rows(x3, work)
+    rows, n = x.shape
+    index_mode = labels is not None
+    labels1 = labels.reshape(rows) if index_mode else _NO_LABELS
+    probs = _NO_MASK.astype(work) if index_mode else _rows(probs3, work)
+    w = np.ones(n) if weight is None else weight
+    losses = np.empty(rows)
+
+    def compute(target, want_grad):
+        with _threads_for(x.size):
+            family._cross_entropy(
+                x, labels1, probs, w, float(smoothing), _row_values(temperature, x3.shape),
+                _row_values(np.broadcast_to(grad_scale, temperature.shape), x3.shape),
+                losses, index_mode, want_grad, target, _chunks(rows),
+            )
+
+    if grad3 is None:
+        compute(np.zeros((1, 1), dtype=work), False)
     else:
-        # Columns per tile: a tile of n rows stays within TILE_BYTES; at least one
-        # 64-byte line of columns (the unit memory is read in), at most 64.
-        line = 64 // x3.dtype.itemsize
-        block = max(line, min(64, TILE_BYTES // (n * x3.dtype.itemsize)))
-        tasks = outer * ((inner + block - 1) // block)
-        _softmax_columns(
-            x3, out3, temperature, log_output, min(tasks, chunks_per_call), block
-        )
+        _into_rows(grad3, lambda target: compute(target, True))
+    loss2[...] = losses.reshape(loss2.shape)

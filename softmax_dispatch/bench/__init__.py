@@ -1,6 +1,10 @@
 """``softmax-dispatch bench``: every backend and installed peer, side by side, in one run.
 
-Modules: :mod:`.cases` (what is measured), :mod:`.peers` (other libraries'
-softmax, imported only here), :mod:`.timing` (medians, copy bandwidth, compile
-time), :mod:`.runner` (the run, the table and the JSON).
+Modules: :mod:`.cases` (what is measured: function, shape, axis, dtype),
+:mod:`.functions` (each function's operands, the bytes it must move, the reference
+and the error check), :mod:`.peers` (other libraries' versions, imported only
+here), :mod:`.timing` (medians, copy bandwidth, compile time), :mod:`.worker` (one
+implementation's measurements, in its own process), :mod:`.runner` (the run, the
+table and the JSON).  ``softmax-dispatch bench --function NAME`` runs one
+function's cases.
 """

@@ -14,12 +14,13 @@ import numpy as np
 
 import softmax_dispatch as sd
 from softmax_dispatch import _registry
-from softmax_dispatch.conformance._reference import reference
 
-from .cases import cases
+from .cases import FUNCTION_NAMES, Case, cases
+from .functions import FUNCTIONS
 from .peers import FACTORIES as PEER_NAMES
+from .peers import SUPPORTS
 from .timing import copy_bandwidth, jit_costs
-from .worker import TOLERANCE
+
 
 class Progress:
     """One status line on stderr, rewritten in place on a terminal."""
@@ -85,34 +86,51 @@ def _worker(spec: dict, progress: Progress, label: str):
         raise RuntimeError(f"the bench worker for {label} failed (exit {process.returncode})")
 
 
-def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dict:
+def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functions=None,
+        work: list[Case] | None = None, copy_bytes: int | None = None) -> dict:
+    """Check and time every case; the report ``format_table`` and ``--json`` show.
+
+    ``functions`` keeps the cases of those functions only; ``work`` replaces the case
+    list altogether (tests pass tiny cases); ``copy_bytes`` sizes the copy-bandwidth
+    measurement (default 256 MiB with ``quick``, 1 GiB without).
+    """
     dtypes = dtypes or (("float32",) if quick else ("float32", "float64"))
     repeats, min_time = (3, 0.05) if quick else (15, 0.3)
     listing = sd.available_backends()
     backends = backends or [b["name"] for b in listing if b["available"] and b["device"] == "cpu"]
     skipped = {b["name"]: b["reason"] for b in listing if not b["available"]}
     peer_names = peer_names or list(PEER_NAMES)
-    work = cases(dtypes)
-    progress = Progress(total=len(work) * (2 * len(backends) + len(peer_names)) + len(work) + 2)
+    if work is None:
+        work = cases(dtypes, functions, quick=quick)
+    # Rows each case yields: per backend one, and one with out= where the function has it.
+    expected = sum(
+        len(backends) * (2 if FUNCTIONS[c.function].out else 1)
+        + sum(c.function in SUPPORTS[p] for p in peer_names)
+        for c in work
+    )
+    progress = Progress(total=expected + len(work) + 2)
 
     import numba
 
     threads = numba.get_num_threads()
-    copy_bytes = 2**28 if quick else 2**30
+    copy_bytes = copy_bytes or (2**28 if quick else 2**30)
     progress.step("copy bandwidth, all threads")
     bandwidth = copy_bandwidth(copy_bytes, threads)
     progress.step("copy bandwidth, one thread")
     bandwidth_1t = copy_bandwidth(copy_bytes, 1)
 
-    rows, missing_peers = [], {}
+    rows, missing_peers, not_run = [], {}, []
     with tempfile.TemporaryDirectory() as folder:
         references = []
         for i, case in enumerate(work):
-            progress.step(f"{case.name}: extended-precision reference")
-            path = os.path.join(folder, f"reference{i}.npy")
-            np.save(path, reference(case.make_input(), case.axis).astype(np.float64))
-            references.append(path)
-        described = [dict(shape=c.shape, axis=c.axis, dtype=c.dtype, label=c.label) for c in work]
+            progress.step(f"{case.name}: reference")
+            function = FUNCTIONS[case.function]
+            paths = []
+            for j, want in enumerate(function.reference(function.operands(case), case)):
+                paths.append(os.path.join(folder, f"reference{i}-{j}.npy"))
+                np.save(paths[-1], np.asarray(want, dtype=np.float64))
+            references.append(paths)
+        described = [c.describe() for c in work]
         # A full run starts one worker per (case, implementation), cycling through
         # the implementations case by case, so a change in the machine's load
         # (it is shared) hits every implementation of a case alike.  --quick
@@ -123,17 +141,25 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dic
             for kind, name in implementations:
                 if name in missing_peers:
                     continue
+                if kind == "peer":
+                    batch_here = [i for i in batch if work[i].function in SUPPORTS[name]]
+                else:
+                    batch_here = batch
+                if not batch_here:
+                    continue
                 spec = {
                     "kind": kind,
                     "name": name,
-                    "cases": [described[i] for i in batch],
-                    "references": [references[i] for i in batch],
+                    "cases": [described[i] for i in batch_here],
+                    "references": [references[i] for i in batch_here],
                     "repeats": repeats,
                     "min_time": min_time,
                 }
                 for row in _worker(spec, progress, name):
                     if "missing" in row:
                         missing_peers[name] = row["missing"]
+                    elif "skipped" in row:
+                        not_run.append(row)
                     else:
                         rows.append(row)
     progress.close()
@@ -141,19 +167,27 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dic
     by_case = {case.name: case for case in work}
     for r in rows:
         case = by_case[r["case"]]
-        moved = 2 * case.nbytes  # one read of x, one write of the result
-        peers = [p["seconds"] for p in rows if p["case"] == r["case"] and p["kind"] == "peer"]
-        rtol, _ = TOLERANCE[case.dtype]
+        function = FUNCTIONS[case.function]
+        moved = function.moved(case)
+        peers = [p for p in rows if p["case"] == r["case"] and p["kind"] == "peer"]
+        torch = [p["seconds"] for p in peers if p["impl"].startswith("torch")]
+        peer_check = r["kind"] == "peer" and function.peer_error is not None
         r.update(
+            function=case.function,
             shape=list(case.shape),
             axis=case.axis,
             dtype=case.dtype,
             bytes=case.nbytes,
+            bytes_moved=moved,
+            moves=function.moves,
             median_ms=r["seconds"] * 1e3,
             gb_per_s=moved / r["seconds"] / 1e9,
             fraction_of_copy=moved / r["seconds"] / bandwidth,
-            speedup_vs_fastest_peer=(min(peers) / r["seconds"]) if peers else None,
-            within_contract=r["max_rel_error"] <= rtol,
+            speedup_vs_fastest_peer=(min(p["seconds"] for p in peers) / r["seconds"]) if peers else None,
+            speedup_vs_torch=(min(torch) / r["seconds"]) if torch else None,
+            error_metric=function.peer_metric if peer_check else function.metric,
+            tolerance=function.tolerance[case.dtype],
+            within_contract=r["max_error"] <= function.tolerance[case.dtype],
         )
     order = {case.name: i for i, case in enumerate(work)}
     rows.sort(key=lambda r: order[r["case"]])
@@ -172,10 +206,15 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None) -> dic
         "copy_bandwidth_1_thread_gb_per_s": bandwidth_1t / 1e9,
         "copy_threads": threads,
         "results": rows,
+        "not_run": [{"case": r["case"], "impl": r["impl"], "reason": r["skipped"]} for r in not_run],
         "jit": jit,
         "unavailable_backends": skipped,
         "missing_peers": missing_peers,
     }
+
+
+def _ratio(value, width=0) -> str:
+    return f"{value:.2f}x".rjust(width) if value else "-".rjust(width)
 
 
 def format_table(report: dict) -> str:
@@ -189,19 +228,30 @@ def format_table(report: dict) -> str:
         f"copy bandwidth (np.copyto, read + write): {report['copy_bandwidth_gb_per_s']:.1f} GB/s with "
         f"{report['copy_threads']} threads, {report['copy_bandwidth_1_thread_gb_per_s']:.1f} GB/s with 1"
     )
-    header = f"{'case':44s} {'implementation':22s} {'median ms':>10s} {'GB/s':>7s} {'% copy':>7s} {'vs best peer':>12s} {'max rel err':>11s}"
+    header = (
+        f"{'implementation':22s} {'median ms':>10s} {'GB/s':>7s} {'% copy':>7s} "
+        f"{'vs best peer':>12s} {'vs torch':>8s} {'max error':>10s}"
+    )
     current = None
     for r in report["results"]:
         if r["case"] != current:
             current = r["case"]
             lines.append("")
+            lines.append(
+                f"{r['case']}: {r['moves']}, {r['bytes_moved'] / 1e6:.1f} MB; "
+                f"error: {FUNCTIONS[r['function']].metric}, at most {r['tolerance']:.0e}"
+            )
             lines.append(header)
-        speed = f"{r['speedup_vs_fastest_peer']:.2f}x" if r["speedup_vs_fastest_peer"] else "-"
         flag = "" if r["within_contract"] else " !"
+        other_check = r["kind"] == "peer" and FUNCTIONS[r["function"]].peer_error is not None
+        metric = " *" if other_check else ""
         lines.append(
-            f"{r['case']:44s} {r['impl']:22s} {r['median_ms']:10.3f} {r['gb_per_s']:7.1f} "
-            f"{100 * r['fraction_of_copy']:6.1f}% {speed:>12s} {r['max_rel_error']:11.2e}{flag}"
+            f"{r['impl']:22s} {r['median_ms']:10.3f} {r['gb_per_s']:7.1f} "
+            f"{100 * r['fraction_of_copy']:6.1f}% {_ratio(r['speedup_vs_fastest_peer'], 12)} "
+            f"{_ratio(r['speedup_vs_torch'], 8)} {r['max_error']:10.2e}{flag}{metric}"
         )
+    for r in report.get("not_run", []):
+        lines.append(f"{r['case']}: {r['impl']} not run: {r['reason']}")
     if report["jit"]:
         lines.append("")
         for name, j in report["jit"].items():
@@ -213,36 +263,52 @@ def format_table(report: dict) -> str:
         lines.append(f"backend {name} skipped: {reason}")
     for name, reason in report["missing_peers"].items():
         lines.append(f"peer {name} skipped: {reason}")
-    lines.append("'vs best peer' = fastest peer's median / this median (> 1: faster than every peer).")
-    lines.append("'!' marks an error above the contract's tolerance.")
+    lines.append(
+        "GB/s counts the bytes the function must move (the line above each table); "
+        "'vs best peer' = fastest peer's median / this median (> 1: faster than every peer); "
+        "'vs torch' likewise against PyTorch."
+    )
+    lines.append(
+        "'!' marks an error above the tolerance; '*' a peer checked another way "
+        "(gumbel_softmax: its own random draws, so row sums)."
+    )
     return "\n".join(lines)
 
 
 def format_markdown(report: dict) -> str:
-    """A compact table per dtype: each backend (new array and out=) beside the best peer."""
+    """A compact table: each backend (new array and out=) beside the best peer and PyTorch."""
     m = report["machine"]
     lines = [
         f"Measured {report['when']} on {m['cpu_model']} ({m['cores']} cores, "
         f"{m['numba_threads']} Numba threads), numpy {m['numpy']}, numba {m['numba']}; "
         f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s (read + write, "
-        f"{report['copy_threads']} threads). Medians; `x best` = best peer's time / ours.",
+        f"{report['copy_threads']} threads). Medians; GB/s counts the bytes each function must "
+        "move; `x best` = best peer's time / ours, `x torch` = PyTorch's time / ours.",
         "",
-        "| case | implementation | ms | GB/s | % of copy | x best peer | best peer (ms) | max rel. error |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | implementation | ms | GB/s | % of copy | x best peer | best peer (ms) | x torch | max error |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    functions = {}
     for case in dict.fromkeys(r["case"] for r in report["results"]):
         rows = [r for r in report["results"] if r["case"] == case]
+        functions[rows[0]["function"]] = rows[0]
         peers = [r for r in rows if r["kind"] == "peer"]
         best = min(peers, key=lambda r: r["seconds"]) if peers else None
         for r in rows:
             if r["kind"] == "peer":
                 continue
             speed = f"{r['speedup_vs_fastest_peer']:.2f}" if best else "-"
+            torch = f"{r['speedup_vs_torch']:.2f}" if r["speedup_vs_torch"] else "-"
             peer = f"{best['impl']} {best['median_ms']:.3g}" if best else "-"
             lines.append(
                 f"| {case} | {r['impl']} | {r['median_ms']:.3g} | {r['gb_per_s']:.1f} | "
-                f"{100 * r['fraction_of_copy']:.0f}% | {speed} | {peer} | {r['max_rel_error']:.1e} |"
+                f"{100 * r['fraction_of_copy']:.0f}% | {speed} | {peer} | {torch} | {r['max_error']:.1e} |"
             )
+    lines.append("")
+    for name, r in functions.items():
+        lines.append(f"- `{name}`: moves: {r['moves']}; error: {FUNCTIONS[name].metric}.")
+    for r in report.get("not_run", []):
+        lines.append(f"- {r['case']}: {r['impl']} not run: {r['reason']}.")
     for name, j in report["jit"].items():
         lines.append("")
         lines.append(
@@ -252,8 +318,22 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def add_arguments(parser) -> None:
+    """The bench command's options (``softmax-dispatch bench``)."""
+    parser.add_argument("--quick", action="store_true", help="float32 only, fewer repeats, the other functions on (64, 50257) only")
+    parser.add_argument("--json", metavar="PATH", help="also write the full report as JSON ('-' for stdout)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write a summary table in Markdown")
+    parser.add_argument("--backend", action="append", help="only this backend (repeatable)")
+    parser.add_argument("--peer", action="append", choices=list(PEER_NAMES), help="only this peer (repeatable)")
+    parser.add_argument("--dtype", action="append", choices=["float32", "float64"], help="only this dtype (repeatable)")
+    parser.add_argument("--function", action="append", choices=list(FUNCTION_NAMES), help="only this function's cases (repeatable)")
+
+
 def main(args) -> int:
-    report = run(quick=args.quick, dtypes=args.dtype, backends=args.backend, peer_names=args.peer)
+    report = run(
+        quick=args.quick, dtypes=args.dtype, backends=args.backend, peer_names=args.peer,
+        functions=getattr(args, "function", None),
+    )
     print(format_table(report))
     if args.markdown:
         with open(args.markdown, "w") as f:

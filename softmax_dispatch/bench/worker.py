@@ -6,6 +6,12 @@ and Numba each load an OpenMP runtime) then never compete for the cores, which
 on this 2-core machine made either side wait ~8 ms per call when they shared a
 process.  The parent measures the copy bandwidth, writes the references, starts
 the workers and gathers their JSON lines.
+
+A worker reads a JSON spec on stdin (``kind``, ``name``, ``cases``: the fields of
+each :class:`.cases.Case`, ``references``: per case the ``.npy`` paths of its
+reference arrays, ``repeats``, ``min_time``) and prints one JSON line per result:
+``impl``, ``kind``, ``seconds``, ``max_error``, or ``skipped`` with the reason
+when a backend lacks the function's kernel.
 """
 
 from __future__ import annotations
@@ -17,25 +23,17 @@ import sys
 import numpy as np
 
 from .cases import Case
+from .functions import FUNCTIONS, missing_kernel
 from .timing import median_seconds
 
-#: Error thresholds of the contract: (relative tolerance, smallest value checked).
-TOLERANCE = {"float32": (5e-6, 1e-30), "float64": (1e-13, 1e-290)}
 CACHE_BYTES = 64 * 2**20  # inputs smaller than this are rotated so repeats miss the caches
 
 
-def max_relative_error(got, want: np.ndarray, dtype: str) -> float:
-    _, smallest = TOLERANCE[dtype]
-    got = np.asarray(got, dtype=np.float64)
-    if np.isnan(got).any():
-        return math.inf
-    mask = want >= smallest
-    return float(np.max(np.abs(got[mask] - want[mask]) / want[mask]))
-
-
-def rotated_inputs(case: Case, x: np.ndarray) -> list[np.ndarray]:
-    copies = 1 if case.nbytes >= CACHE_BYTES else min(256, math.ceil(CACHE_BYTES / case.nbytes))
-    return [x] + [x.copy() for _ in range(copies - 1)]
+def rotated_operands(operands: dict) -> list[dict]:
+    """``operands`` and enough copies of them that repeats read from memory, not cache."""
+    nbytes = sum(a.nbytes for a in operands.values())
+    copies = 1 if nbytes >= CACHE_BYTES else min(256, math.ceil(CACHE_BYTES / nbytes))
+    return [operands] + [{k: v.copy() for k, v in operands.items()} for _ in range(copies - 1)]
 
 
 def timed(call_on, inputs, repeats: int, min_time: float) -> float:
@@ -50,26 +48,31 @@ def timed(call_on, inputs, repeats: int, min_time: float) -> float:
 
 
 def backend_rows(name: str, case: Case, want, repeats: int, min_time: float):
-    import softmax_dispatch as sd
-
-    x = case.make_input()
-    error = max_relative_error(sd.softmax(x, axis=case.axis, backend=name), want, case.dtype)
-    inputs = rotated_inputs(case, x)
-    seconds = timed(lambda v: sd.softmax(v, axis=case.axis, backend=name), inputs, repeats, min_time)
-    yield dict(impl=name, kind="backend", seconds=seconds, max_rel_error=error)
-    out = np.empty_like(x)
-    seconds = timed(
-        lambda v: sd.softmax(v, axis=case.axis, backend=name, out=out), inputs, repeats, min_time
-    )
-    yield dict(impl=f"{name} (out=)", kind="backend-out", seconds=seconds, max_rel_error=error)
+    function = FUNCTIONS[case.function]
+    reason = missing_kernel(name, function)
+    if reason is not None:
+        yield dict(impl=name, kind="backend", skipped=reason)
+        return
+    operands = function.operands(case)
+    error = function.error(function.call(operands, case.axis, name, None), want, case)
+    inputs = rotated_operands(operands)
+    seconds = timed(lambda o: function.call(o, case.axis, name, None), inputs, repeats, min_time)
+    yield dict(impl=name, kind="backend", seconds=seconds, max_error=error)
+    if function.out is not None:
+        out = function.out(operands, case)
+        seconds = timed(lambda o: function.call(o, case.axis, name, out), inputs, repeats, min_time)
+        yield dict(impl=f"{name} (out=)", kind="backend-out", seconds=seconds, max_error=error)
 
 
 def peer_rows(peer, case: Case, want, repeats: int, min_time: float):
-    x = case.make_input()
-    prepared = [peer.prepare(v, case.axis) for v in rotated_inputs(case, x)]
-    error = max_relative_error(peer.to_numpy(peer.run(prepared[0], case.axis)), want, case.dtype)
-    seconds = timed(lambda v: peer.run(v, case.axis), prepared, repeats, min_time)
-    yield dict(impl=peer.name, kind="peer", seconds=seconds, max_rel_error=error)
+    function = FUNCTIONS[case.function]
+    if case.function not in peer.functions:
+        return
+    prepared = [peer.inputs(case.function, o, case.axis) for o in rotated_operands(function.operands(case))]
+    got = peer.result(peer.run(case.function, prepared[0], case.axis))
+    error = (function.peer_error or function.error)(got, want, case)
+    seconds = timed(lambda o: peer.run(case.function, o, case.axis), prepared, repeats, min_time)
+    yield dict(impl=peer.name, kind="peer", seconds=seconds, max_error=error)
 
 
 def main() -> int:
@@ -84,9 +87,9 @@ def main() -> int:
         rows_for = lambda case, want: peer_rows(peers[0], case, want, spec["repeats"], spec["min_time"])  # noqa: E731
     else:
         rows_for = lambda case, want: backend_rows(spec["name"], case, want, spec["repeats"], spec["min_time"])  # noqa: E731
-    for case_fields, reference_path in zip(spec["cases"], spec["references"], strict=True):
-        case = Case(tuple(case_fields["shape"]), case_fields["axis"], case_fields["dtype"], case_fields["label"])
-        want = np.load(reference_path, mmap_mode="r")
+    for fields, paths in zip(spec["cases"], spec["references"], strict=True):
+        case = Case(**dict(fields, shape=tuple(fields["shape"])))
+        want = tuple(np.load(path, mmap_mode="r") for path in paths)
         for row in rows_for(case, want):
             row["case"] = case.name
             print(json.dumps(row), flush=True)

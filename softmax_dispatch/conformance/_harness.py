@@ -27,7 +27,10 @@ class Backend:
         raise AssertionError(f"no transfer to device {self.device!r} in this harness yet")
 
     def get(self, array) -> np.ndarray:
-        """A result of this backend as a NumPy array (checking its array type)."""
+        """A result of this backend as a NumPy array (checking its array type); a tuple
+        of results (``cross_entropy(..., return_grad=True)``) element by element."""
+        if isinstance(array, tuple):
+            return tuple(self.get(a) for a in array)
         if self.device == "cpu":
             assert isinstance(array, (np.ndarray, np.generic)), type(array)
             return np.asarray(array)
@@ -45,3 +48,36 @@ class Backend:
 
     def function(self, log: bool):
         return self.log_softmax if log else self.softmax
+
+    def call2(self, function, a, b, *args, **kwargs):
+        """``function(a, b, ...)`` with both array operands moved to the device."""
+        return self.get(function(self.put(np.asarray(a)), self.put(np.asarray(b)), *args,
+                                 backend=self.name, **kwargs))
+
+    def logsumexp(self, x, *args, **kwargs):
+        return self.call(sd.logsumexp, x, *args, **kwargs)
+
+    def sparsemax(self, x, *args, **kwargs) -> np.ndarray:
+        return self.call(sd.sparsemax, x, *args, **kwargs)
+
+    def hardmax(self, x, *args, **kwargs) -> np.ndarray:
+        return self.call(sd.hardmax, x, *args, **kwargs)
+
+    def gumbel_softmax(self, logits, *args, **kwargs) -> np.ndarray:
+        return self.call(sd.gumbel_softmax, logits, *args, **kwargs)
+
+    def softmax_backward(self, grad_output, output, *args, **kwargs) -> np.ndarray:
+        return self.call2(sd.softmax_backward, grad_output, output, *args, **kwargs)
+
+    def log_softmax_backward(self, grad_output, output, *args, **kwargs) -> np.ndarray:
+        return self.call2(sd.log_softmax_backward, grad_output, output, *args, **kwargs)
+
+    def sparsemax_backward(self, grad_output, output, *args, **kwargs) -> np.ndarray:
+        return self.call2(sd.sparsemax_backward, grad_output, output, *args, **kwargs)
+
+    def backward(self, log: bool):
+        return self.log_softmax_backward if log else self.softmax_backward
+
+    def cross_entropy(self, logits, target, *args, **kwargs):
+        """``cross_entropy``; the loss (and with ``return_grad`` the gradient) as NumPy."""
+        return self.call2(sd.cross_entropy, logits, target, *args, **kwargs)

@@ -41,3 +41,17 @@ def backend(request) -> Backend:
     if reason is not None:
         pytest.skip(f"backend {request.param!r} cannot run here: {reason}")
     return Backend(request.param)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, to compare with, or a skip when it is not installed.  Its intra-op
+    thread pool is set to one thread meanwhile: the suite's tensors are tiny, and
+    waking the pool costs more than the work."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield torch
+    finally:
+        torch.set_num_threads(threads)

@@ -44,10 +44,22 @@ def test_axis_errors(backend):
         sd.softmax(np.array(1.0), axis=1, backend=backend.name)
 
 
-@pytest.mark.parametrize("bad", [0, 0.0, -1.0, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad", [-1.0, -1e-300, np.nan, -np.inf, -2])
 def test_bad_scalar_temperature(backend, bad):
-    with pytest.raises(ValueError, match=f"temperature must be finite and > 0, got {bad!r}"):
-        sd.softmax(np.ones(3), temperature=bad, backend=backend.name)
+    for function in (sd.softmax, sd.log_softmax):
+        with pytest.raises(ValueError, match=f"temperature must be >= 0 .*got {bad!r}"):
+            function(np.ones(3), temperature=bad, backend=backend.name)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        sd.softmax(np.ones(3), temperature=np.float64(bad), backend=backend.name)
+
+
+@pytest.mark.parametrize("limit", [0, 0.0, -0.0, np.inf, np.float64(np.inf), np.array(0.0)], ids=repr)
+def test_zero_and_infinite_temperature_are_the_limits(backend, limit):
+    x = np.array([1.0, 3.0, 3.0])
+    want = [0, 0.5, 0.5] if float(limit) == 0 else [1 / 3] * 3
+    np.testing.assert_array_equal(backend.softmax(x, temperature=limit), want)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_array_equal(backend.log_softmax(x, temperature=limit), np.log(want))
 
 
 def test_bad_temperature_types_and_shapes(backend):
@@ -132,3 +144,89 @@ def test_any_memory_layout(backend, axis, dtype):
             got = backend.function(log)(view, axis=axis)
             assert got.shape == x.shape, name
             assert_matches_reference(got, want, log, axis=axis if axis is not None else (0, 1, 2))
+
+
+# -- the rest of the family ------------------------------------------------------------
+
+# Each function called on an array x with its other required operands filled in.
+FAMILY = {
+    "softmax": lambda x, **kw: sd.softmax(x, **kw),
+    "log_softmax": lambda x, **kw: sd.log_softmax(x, **kw),
+    "logsumexp": lambda x, **kw: sd.logsumexp(x, **kw),
+    "sparsemax": lambda x, **kw: sd.sparsemax(x, **kw),
+    "hardmax": lambda x, **kw: sd.hardmax(x, **kw),
+    "gumbel_softmax": lambda x, **kw: sd.gumbel_softmax(x, seed=0, **kw),
+    "softmax_backward": lambda x, **kw: sd.softmax_backward(np.ones(np.shape(x)), x, **kw),
+    "log_softmax_backward": lambda x, **kw: sd.log_softmax_backward(np.ones(np.shape(x)), x, **kw),
+    "sparsemax_backward": lambda x, **kw: sd.sparsemax_backward(np.ones(np.shape(x)), x, **kw),
+    "softmax_backward (grad_output)": lambda x, **kw: sd.softmax_backward(x, np.ones(np.shape(x)), **kw),
+    "cross_entropy": lambda x, **kw: sd.cross_entropy(x, np.zeros(np.shape(x)[:-1], int), **kw),
+}
+
+
+@pytest.mark.parametrize("function", list(FAMILY))
+@pytest.mark.parametrize(
+    "x, name",
+    [
+        (np.ones((2, 3), dtype=np.complex128), "complex128"),
+        (np.array([[1, "a"]], dtype=object), "object"),
+        (np.array([["a", "b"]]), "<U1"),
+        (np.ones((2, 3), dtype=np.longdouble), "float128"),
+    ],
+    ids=["complex", "object", "str", "longdouble"],
+)
+def test_family_unsupported_dtypes(backend, function, x, name):
+    with pytest.raises(TypeError, match=name):
+        FAMILY[function](x, backend=backend.name)
+
+
+@pytest.mark.parametrize("function", [f for f in FAMILY if f != "cross_entropy"])
+def test_family_axis_errors(backend, function):
+    f = FAMILY[function]
+    x = backend.put(np.full((2, 3), 0.25))
+    with pytest.raises(AxisError):
+        f(x, axis=2, backend=backend.name)
+    with pytest.raises(AxisError):
+        f(x, axis=(0, -3), backend=backend.name)
+    with pytest.raises(ValueError, match="repeated axis"):
+        f(x, axis=(1, -1), backend=backend.name)
+    with pytest.raises(TypeError, match="axis"):
+        f(x, axis=1.0, backend=backend.name)
+
+
+@pytest.mark.parametrize("function", [f for f in FAMILY if f not in ("cross_entropy", "logsumexp")])
+def test_family_out_checks(backend, function):
+    f = FAMILY[function]
+    x = backend.put(np.full((2, 3), 0.25, np.float32))
+    # The gradients promote x with their float64 second operand.
+    dtype, other = (np.float64, np.float32) if "backward" in function else (np.float32, np.float64)
+    with pytest.raises(ValueError, match="out has shape"):
+        f(x, out=np.empty((3, 2), dtype), backend=backend.name)
+    with pytest.raises(ValueError, match="out has dtype"):
+        f(x, out=np.empty((2, 3), other), backend=backend.name)
+    with pytest.raises(TypeError, match="out must be"):
+        f(x, out=[[0.0] * 3] * 2, backend=backend.name)
+    readonly = np.empty((2, 3), dtype)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        f(x, out=readonly, backend=backend.name)
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "sparsemax", "gumbel_softmax",
+                                      "softmax_backward", "cross_entropy"])
+def test_family_temperature_types(backend, function):
+    f = FAMILY[function]
+    name = "tau" if function == "gumbel_softmax" else "temperature"
+    x = backend.put(np.full((4, 3), 0.25))
+    for bad in (1j, True, np.array(["a"])):
+        with pytest.raises(TypeError):
+            f(x, **{name: bad}, backend=backend.name)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        f(x, **{name: np.ones(5)}, backend=backend.name)
+
+
+def test_masked_arrays_are_refused(backend):
+    masked = np.ma.masked_array(np.ones((2, 3)), mask=[[0, 1, 0], [0, 0, 0]])
+    for function in ("softmax", "logsumexp", "sparsemax", "hardmax", "gumbel_softmax", "cross_entropy"):
+        with pytest.raises(TypeError, match="masked array"):
+            FAMILY[function](masked, backend=backend.name)

@@ -1,4 +1,5 @@
-"""Bitwise reproducibility: run to run, for any thread count, from many Python threads."""
+"""Bitwise reproducibility: run to run, for any thread count, from many Python threads,
+for softmax and log_softmax and for every other function of the family."""
 
 from __future__ import annotations
 
@@ -26,17 +27,60 @@ def test_run_to_run(backend):
             first = backend.function(log)(x, axis=axis)
             again = backend.function(log)(x.copy(), axis=axis)
             np.testing.assert_array_equal(first, again)
+    again = dict(family_results(backend.name))
+    for name, result in family_results(backend.name):
+        np.testing.assert_array_equal(result, again[name], err_msg=name)
+
+
+def family_results(backend):
+    """Every new function of the family on every input (masked, per-row temperature,
+    gradients, cross-entropy with its gradient, seeded samples): (name, array) pairs."""
+    import softmax_dispatch as sd
+
+    rng = np.random.default_rng(7)
+    for i, (x, axis) in enumerate(inputs()):
+        mask = rng.random(x.shape) < 0.8
+        reduced = tuple(1 if (a in (axis if isinstance(axis, tuple) else (axis % x.ndim,))) else s
+                        for a, s in enumerate(x.shape))
+        temperature = rng.uniform(0.5, 2.0, reduced)
+        g = rng.standard_normal(x.shape).astype(x.dtype)
+        kw = dict(axis=axis, backend=backend)
+        yield f"{i} logsumexp", sd.logsumexp(x, temperature=temperature, **kw)
+        yield f"{i} logsumexp where", sd.logsumexp(x, where=mask, **kw)
+        yield f"{i} softmax where", sd.softmax(x, where=mask, temperature=temperature, **kw)
+        y = sd.softmax(x, **kw)
+        yield f"{i} softmax_backward", sd.softmax_backward(g, y, temperature=temperature, **kw)
+        ly = sd.log_softmax(x, where=mask, **kw)
+        yield f"{i} log_softmax_backward", sd.log_softmax_backward(g, ly, where=mask, **kw)
+        s = sd.sparsemax(x, temperature=temperature, **kw)
+        yield f"{i} sparsemax", s
+        yield f"{i} sparsemax_backward", sd.sparsemax_backward(g, s, temperature=temperature, **kw)
+        yield f"{i} hardmax", sd.hardmax(x, ties="first", **kw)
+        yield f"{i} gumbel", sd.gumbel_softmax(x, seed=i, **kw)
+        yield f"{i} gumbel hard", sd.gumbel_softmax(x, seed=i, hard=True, **kw)
+        if isinstance(axis, int):
+            n = x.shape[axis]
+            labels = rng.integers(0, n, tuple(s for a, s in enumerate(x.shape) if a != axis % x.ndim))
+            loss, grad = sd.cross_entropy(x, labels, axis=axis, label_smoothing=0.1, return_grad=True,
+                                          backend=backend)
+            yield f"{i} cross_entropy", np.asarray(loss)
+            yield f"{i} cross_entropy grad", grad
+            yield f"{i} cross_entropy none", sd.cross_entropy(x, labels, axis=axis, reduction="none",
+                                                             backend=backend)
 
 
 _DIGEST = """
 import hashlib, sys
 import numpy as np
 import softmax_dispatch as sd
-from softmax_dispatch.conformance.test_determinism import inputs
+from softmax_dispatch.conformance.test_determinism import family_results, inputs
 h = hashlib.sha256()
 for x, axis in inputs():
     for f in (sd.softmax, sd.log_softmax):
         h.update(f(x, axis=axis, backend=sys.argv[1]).tobytes())
+for name, result in family_results(sys.argv[1]):
+    h.update(name.encode())
+    h.update(np.ascontiguousarray(result).tobytes())
 print(h.hexdigest())
 """
 

@@ -1,0 +1,118 @@
+"""Backward passes of softmax, log_softmax and sparsemax: one fused pass each.
+
+Each reads ``grad_output`` and ``output`` once and writes the gradient once (a
+row's sum is taken while the row is in cache).  They take the forward call's
+``axis``, ``temperature`` and ``where=``, so a masked entry gets exactly zero and
+takes no part in the row's sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._args import result_dtype
+from ._call import as_numpy, begin
+
+
+def _backward(kernel_name, grad_output, output, axis, temperature, where, out, backend, *extra):
+    y = as_numpy(output, "output")
+    g = as_numpy(grad_output, "grad_output")
+    dtype = result_dtype(np.promote_types(result_dtype(y.dtype), result_dtype(g.dtype)))
+    call = begin(y, axis, backend, name="output", dtype=dtype)
+    g3 = call.operand(g, "grad_output", "output")
+    temperature = call.temperature(temperature, limits=False)
+    mask3 = call.mask(where)
+    call.check_out(out)
+    kernel = getattr(call.kernels, kernel_name)
+
+    def compute(out3):
+        kernel(g3, call.x3, out3, temperature, *extra, mask3)
+
+    return call.write(out, compute, inputs=(call.x3, g3))
+
+
+_PARAMETERS = """
+    Parameters
+    ----------
+    grad_output : array_like
+        The gradient of the loss with respect to the forward output: the same
+        shape as ``output``.
+    output : array_like
+        What the forward function returned (float16/32/64).
+    axis : int, tuple of ints or None, default -1
+        The forward call's axis.
+    temperature : float or array_like, default 1.0
+        The forward call's temperature: finite and > 0 (the limits 0 and inf have
+        no useful gradient), a scalar or one per row.
+    where : array_like of bool, optional
+        The forward call's mask: masked entries get exactly 0 and take no part.
+    out : ndarray, optional
+        Exactly the result's shape and dtype; may be ``grad_output`` (in place).
+    backend : str, optional
+        Force a backend.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the forward input ``x``, the shape of ``output``
+        in the promoted dtype of the two operands.
+"""
+
+
+def softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
+    """Gradient of :func:`softmax`: ``y * (g - sum(g * y)) / T``, one fused pass.
+
+    Entries with ``y == 0`` (masked, ``-inf`` logits, fully masked or all ``-inf``
+    rows) get exactly 0 and their ``g`` takes no part in the sum, so a fully
+    masked row's gradient is zeros, never NaN (PyTorch and JAX give NaN there).
+    {parameters}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax_dispatch import softmax, softmax_backward
+    >>> y = softmax(np.array([0.0, 0.0]))
+    >>> softmax_backward(np.array([1.0, 0.0]), y)
+    array([ 0.25, -0.25])
+    >>> softmax_backward(np.array([1.0, 2.0]), softmax(np.array([-np.inf, -np.inf])))
+    array([0., 0.])
+    """
+    return _backward("softmax_backward", grad_output, output, axis, temperature, where, out, backend, False)
+
+
+def log_softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
+    """Gradient of :func:`log_softmax`: ``(g - exp(y) * sum(g)) / T``, one fused pass.
+
+    A row whose ``output`` is all ``-inf`` (an all ``-inf`` or fully masked input
+    row) gets exactly zeros; with ``where=``, masked entries get 0 and their ``g``
+    is left out of ``sum(g)``.
+    {parameters}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax_dispatch import log_softmax, log_softmax_backward
+    >>> y = log_softmax(np.array([0.0, 0.0]))
+    >>> log_softmax_backward(np.array([1.0, 0.0]), y)
+    array([ 0.5, -0.5])
+    """
+    return _backward("softmax_backward", grad_output, output, axis, temperature, where, out, backend, True)
+
+
+def sparsemax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
+    """Gradient of :func:`sparsemax`: ``(g - mean of g over the support) / T`` on the
+    support (``y > 0``), exactly 0 elsewhere (Martins & Astudillo 2016, eq. 14).
+    {parameters}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from softmax_dispatch import sparsemax, sparsemax_backward
+    >>> y = sparsemax(np.array([1.0, 0.8, -1.0]))
+    >>> y
+    array([0.6, 0.4, 0. ])
+    >>> sparsemax_backward(np.array([1.0, 0.0, 5.0]), y)
+    array([ 0.5, -0.5,  0. ])
+    """
+    return _backward("sparsemax_backward", grad_output, output, axis, temperature, where, out, backend)
+
+
+for _function in (softmax_backward, log_softmax_backward, sparsemax_backward):
+    _function.__doc__ = _function.__doc__.replace("{parameters}", _PARAMETERS)

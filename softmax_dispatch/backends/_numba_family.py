@@ -1,0 +1,535 @@
+"""The rest of the softmax family for backend ``numba_cpu``: row kernels over the
+canonical ``(outer, n, inner)`` operands, parallel over rows.
+
+Every kernel here walks rows as ``(o, j)`` tasks, ``x3[r]``: contiguous
+rows when ``inner == 1`` (the usual case), strided rows otherwise (correct, but
+each element of a strided row is its own cache line: a non-last axis costs more
+memory traffic here than in the softmax kernels' tiles).  Tasks are chunked
+contiguously, one scratch set per chunk, and a row is never split across
+threads, so results do not depend on the thread count.
+
+Optional operands arrive as a flag plus an array: a ``where=`` mask as
+``(masked, mask3)``, and cross-entropy's labels, probabilities and gradient
+likewise, with a 1-element placeholder when absent.  One compiled
+specialisation then serves every combination (Numba compiles a new one per
+``None``/array choice, seconds each).
+
+Costs, per row of ``n`` (reads/writes of memory; the other passes hit L1/L2):
+
+- masked softmax: reads ``x`` and the mask once into a contiguous scratch row
+  (masked entries as ``-inf``), then the softmax row routine on it.
+- logsumexp: reads ``x`` once (max), exps into scratch, one lane sum.
+- softmax/log_softmax backward: reads ``g`` and ``y`` once (products into a
+  scratch row, one lane sum), re-reads them from cache and writes the gradient.
+- cross-entropy: the softmax passes plus one write of the gradient; ``p`` is
+  never stored outside the per-thread scratch row.
+- sparsemax: one pass to ``z = (x - max)/T`` (float64 scratch); only entries
+  with ``z > -1`` can be in the support (``tau >= max z - 1``), so only those are
+  sorted.  hardmax: max, count, write.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._numba_jit import jit
+from ._numba_softmax import (
+    _careful_row,
+    _divisor,
+    _exp_nonpos,
+    _is_limit,
+    _lane_sum,
+    _like,
+    _limit_row,
+    _needs_care,
+    _row_bounds,
+    _softmax_row,
+    _store_exps,
+)
+from ._philox import MASK32, SHIFT12, SHIFT32, UNIT52, philox4x32
+
+_philox = jit(inline="always")(philox4x32)
+
+
+@jit(inline="always")
+def _per_row(values, r):
+    """A per-row value from a ``(rows|1, 1)`` array (broadcast)."""
+    return values[r if values.shape[0] > 1 else 0, 0]
+
+
+@jit(inline="always")
+def _mask_into(xr, mr, xm):
+    """``xm = where(mr, xr, -inf)``: masked entries then take no part."""
+    for i in range(xr.shape[0]):
+        xm[i] = xr[i] if mr[i] else -np.inf
+
+
+# -- masked softmax / log_softmax ------------------------------------------------------
+
+
+@jit(parallel=True)
+def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
+    tasks, n = x.shape
+    for c in prange(n_chunks):
+        xm = np.empty(n, dtype=x.dtype)
+        scratch = np.empty(n, dtype=x.dtype)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            mr = mask[r]
+            outr = out[r]
+            _mask_into(x[r], mr, xm)
+            _softmax_row(xm, outr, _per_row(temperature, r), log_output, scratch)
+            for i in range(n):  # even in a NaN row, masked entries take no part
+                if not mr[i]:
+                    outr[i] = -np.inf if log_output else 0.0
+
+
+# -- logsumexp -------------------------------------------------------------------------
+
+
+@jit()
+def _lse_special(xr, temperature, m):
+    """logsumexp of a row the vector path cannot take (scalar, float64)."""
+    n = xr.shape[0]
+    finite = 0
+    for i in range(n):
+        v = xr[i]
+        if v != v:
+            return np.nan
+        finite += -np.inf < v < np.inf
+    if not (-np.inf < m < np.inf):
+        return np.float64(m)  # +inf present, or all -inf
+    if temperature == 0:
+        return np.float64(m)
+    if temperature == np.inf:
+        return np.float64(m) if finite == 1 else np.inf
+    # x - max overflows although (x - max)/T does not: differences in halves.
+    half = 0.5 if temperature >= 2.0**-1021 else 1.0
+    m_half = np.float64(m) * half
+    t_half = temperature * half
+    below = 0.0
+    maxima = 0
+    for i in range(n):
+        t = (np.float64(xr[i]) * half - m_half) / t_half
+        if t == 0:
+            maxima += 1
+        else:
+            below += math.exp(t)
+    return np.float64(m) + temperature * math.log1p(below + (maxima - 1))
+
+
+@jit()
+def _lse_row(xr, temperature, scratch):
+    m, lo = _row_bounds(xr, temperature)
+    if _is_limit(temperature) or _needs_care(m, lo, temperature):
+        return _lse_special(xr, temperature, m)
+    pre, tq = _divisor(temperature, m)
+    exps = scratch[: xr.shape[0]]
+    maxima = _store_exps(xr, exps, m, pre, tq, True)  # maxima store 0, counted
+    total = _lane_sum(exps)
+    return np.float64(m) + temperature * math.log1p(total + (maxima - 1))
+
+
+@jit(parallel=True)
+def _logsumexp(x, out, masked, mask, temperature, n_chunks):
+    tasks, n = x.shape
+    for c in prange(n_chunks):
+        xm = np.empty(n, dtype=x.dtype)
+        scratch = np.empty(n, dtype=x.dtype)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            t = _per_row(temperature, r)
+            if masked:
+                _mask_into(x[r], mask[r], xm)
+                out[r] = _lse_row(xm, t, scratch)
+            else:
+                out[r] = _lse_row(x[r], t, scratch)
+
+
+# -- softmax / log_softmax backward ----------------------------------------------------
+
+
+#: Elements per block of the backward passes' sums: the products go to a float64
+#: scratch block that stays in L1 (16 KiB).  A whole-row float64 scratch would
+#: add 8n bytes to the row's cache footprint (400 KiB for a 50,257 row, beside
+#: 400 KiB of g and y) and push g and y out of the 1 MiB L2 before their second
+#: read: 0.78x / 0.47x PyTorch on (64, 50257) before this, measured.
+SUM_BLOCK = 2048
+
+
+@jit()
+def _sum_products(gr, yr, log_output, masked, mr, block):
+    """``sum(g * y)`` over entries with ``y != 0`` (softmax) or ``sum(g)`` over the
+    entries that take part (log_softmax), in float64: each block of ``SUM_BLOCK``
+    goes through the contiguous ``block`` and ``_lane_sum``, the block sums add in
+    order, so the bits depend only on the row."""
+    n = gr.shape[0]
+    total = 0.0
+    for b0 in range(0, n, SUM_BLOCK):
+        w = min(SUM_BLOCK, n - b0)
+        gb, yb, mb = gr[b0 : b0 + w], yr[b0 : b0 + w], mr[b0 : b0 + w] if masked else mr
+        if log_output and masked:
+            for i in range(w):
+                block[i] = np.float64(gb[i]) if mb[i] else 0.0
+        elif log_output:
+            for i in range(w):
+                block[i] = np.float64(gb[i])
+        elif masked:
+            for i in range(w):
+                block[i] = np.float64(gb[i]) * yb[i] if (mb[i] and yb[i] != 0) else 0.0
+        else:
+            for i in range(w):
+                block[i] = np.float64(gb[i]) * yb[i] if yb[i] != 0 else 0.0
+        total += _lane_sum(block[:w])
+    return total
+
+
+@jit()
+def _softmax_backward_row(gr, yr, outr, t, masked, mr, block):
+    """``y * (g - sum(g * y)) / T``; entries with ``y == 0`` (or masked) give 0 and
+    take no part in the sum (so an infinite ``g`` there cannot poison the row)."""
+    n = gr.shape[0]
+    s = _sum_products(gr, yr, False, masked, mr, block)
+    if masked:
+        for i in range(n):
+            live = mr[i] and yr[i] != 0
+            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if live else 0.0
+    elif t == 1:  # no division: a packed divide costs as much as the memory traffic here
+        for i in range(n):
+            outr[i] = np.float64(yr[i]) * (gr[i] - s) if yr[i] != 0 else 0.0
+    else:
+        for i in range(n):
+            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if yr[i] != 0 else 0.0
+
+
+@jit()
+def _log_softmax_backward_row(gr, yr, outr, t, masked, mr, block):
+    """``(g - exp(y) * sum(g)) / T``; zeros for a row whose ``y`` is all ``-inf``
+    (all ``-inf`` input, or fully masked); masked entries give 0 and are left out
+    of ``sum(g)``."""
+    n = gr.shape[0]
+    live = 0
+    if masked:
+        for i in range(n):
+            live += mr[i] and yr[i] > -np.inf
+    else:
+        for i in range(n):
+            live += yr[i] > -np.inf
+    if live == 0:
+        for i in range(n):
+            outr[i] = 0.0
+        return
+    s = _sum_products(gr, yr, True, masked, mr, block)
+    # exp(y) in y's precision (the vectorised exp; y is a log-probability, <= 0),
+    # the rest in float64.  p == 0 skips an infinite s.  T = 1: no division.
+    if t == 1:
+        for i in range(n):
+            p = np.float64(_exp_nonpos(yr[i]))
+            outr[i] = np.float64(gr[i]) - (p * s if p != 0 else 0.0)
+    else:
+        for i in range(n):
+            p = np.float64(_exp_nonpos(yr[i]))
+            outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
+    if masked:
+        for i in range(n):
+            if not mr[i]:
+                outr[i] = 0.0
+
+
+@jit(parallel=True)
+def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks):
+    tasks, n = y.shape
+    for c in prange(n_chunks):
+        block = np.empty(SUM_BLOCK, dtype=np.float64)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            t = _per_row(temperature, r)
+            mr = mask[r if masked else 0]
+            if log_output:
+                _log_softmax_backward_row(g[r], y[r], out[r], t, masked, mr, block)
+            else:
+                _softmax_backward_row(g[r], y[r], out[r], t, masked, mr, block)
+
+
+# -- sparsemax -------------------------------------------------------------------------
+
+
+@jit()
+def _sparsemax_row(xr, outr, temperature, z, candidates):
+    """Sparsemax of one row; ``z`` and ``candidates`` are float64 scratch rows."""
+    n = xr.shape[0]
+    m, lo = _row_bounds(xr, temperature)
+    if _is_limit(temperature) or not (-np.inf < m < np.inf):
+        _limit_row(xr, outr, temperature, False)
+        return
+    # z = (x - m)/T in float64, in halves (no overflow of x - m); max z = 0.
+    half = 0.5 if temperature >= 2.0**-1021 else 1.0
+    m_half = np.float64(m) * half
+    t_half = temperature * half
+    count = 0
+    nans = 0
+    for i in range(n):
+        zi = (np.float64(xr[i]) * half - m_half) / t_half
+        z[i] = zi
+        nans += zi != zi  # the max ignores NaN; the row is NaN
+        if zi > -1.0:  # tau >= max z - 1 = -1: nothing at or below -1 is in the support
+            candidates[count] = zi
+            count += 1
+    if nans:
+        for i in range(n):
+            outr[i] = np.nan
+        return
+    chosen = candidates[:count]
+    chosen.sort()
+    # Support: the k largest with 1 + k z_(k) > sum_{j<=k} z_(j) (a prefix).
+    cumulative = 0.0
+    support_sum = 0.0
+    support = 1
+    for k in range(1, count + 1):
+        v = chosen[count - k]
+        cumulative += v
+        if 1.0 + k * v > cumulative:
+            support = k
+            support_sum = cumulative
+        else:
+            break
+    tau = (support_sum - 1.0) / support
+    for i in range(n):
+        outr[i] = max(z[i] - tau, 0.0)
+
+
+@jit(parallel=True)
+def _sparsemax(x, out, temperature, masked, mask, n_chunks):
+    tasks, n = x.shape
+    for c in prange(n_chunks):
+        xm = np.empty(n, dtype=x.dtype)
+        z = np.empty(n, dtype=np.float64)
+        candidates = np.empty(n, dtype=np.float64)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            t = _per_row(temperature, r)
+            outr = out[r]
+            if masked:
+                mr = mask[r]
+                _mask_into(x[r], mr, xm)
+                _sparsemax_row(xm, outr, t, z, candidates)
+                for i in range(n):
+                    if not mr[i]:
+                        outr[i] = 0.0
+            else:
+                _sparsemax_row(x[r], outr, t, z, candidates)
+
+
+@jit(parallel=True)
+def _sparsemax_backward(g, y, out, temperature, masked, mask, n_chunks):
+    """On the support (``y > 0``, not masked): ``(g - mean of g there) / T``; else 0."""
+    tasks, n = y.shape
+    for c in prange(n_chunks):
+        terms = np.empty(n, dtype=np.float64)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            gr, yr, outr = g[r], y[r], out[r]
+            mr = mask[r if masked else 0]
+            count = 0
+            for i in range(n):
+                inside = yr[i] > 0 and (mr[i] if masked else True)
+                terms[i] = np.float64(gr[i]) if inside else 0.0
+                count += inside
+            mean = _lane_sum(terms) / max(count, 1)
+            t = _per_row(temperature, r)
+            for i in range(n):
+                inside = yr[i] > 0 and (mr[i] if masked else True)
+                outr[i] = (gr[i] - mean) / t if inside else 0.0
+
+
+# -- hardmax ---------------------------------------------------------------------------
+
+
+@jit()
+def _hardmax_row(xr, outr, first):
+    n = xr.shape[0]
+    m = _like(-np.inf, xr[0])
+    nans = 0
+    for i in range(n):
+        v = xr[i]
+        nans += v != v
+        m = v if v > m else m
+    if nans:
+        for i in range(n):
+            outr[i] = np.nan
+        return
+    if m == -np.inf:  # all -inf or fully masked
+        for i in range(n):
+            outr[i] = 0.0
+        return
+    if first:
+        chosen = 0
+        while xr[chosen] != m:
+            chosen += 1
+        for i in range(n):
+            outr[i] = 1.0 if i == chosen else 0.0
+        return
+    k = 0
+    for i in range(n):
+        k += xr[i] == m
+    share = _like(1.0 / k, m)
+    for i in range(n):
+        outr[i] = share if xr[i] == m else 0.0
+
+
+@jit(parallel=True)
+def _hardmax(x, out, first, masked, mask, n_chunks):
+    tasks, n = x.shape
+    for c in prange(n_chunks):
+        xm = np.empty(n, dtype=x.dtype)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            outr = out[r]
+            if masked:
+                mr = mask[r]
+                _mask_into(x[r], mr, xm)
+                _hardmax_row(xm, outr, first)
+                for i in range(n):
+                    if not mr[i]:
+                        outr[i] = 0.0
+            else:
+                _hardmax_row(x[r], outr, first)
+
+
+# -- Gumbel noise ----------------------------------------------------------------------
+
+
+@jit(inline="always")
+def _gumbel(seed, row, position):
+    """The noise of ``_philox.gumbel_noise`` for one element (same bits, same formula)."""
+    r0, r1, _, _ = _philox(
+        position & MASK32, position >> SHIFT32, row & MASK32, row >> SHIFT32,
+        seed & MASK32, seed >> SHIFT32,
+    )
+    bits52 = ((r1 << SHIFT32) | r0) >> SHIFT12
+    u = (np.float64(bits52) + 0.5) * UNIT52
+    return -math.log(-math.log(u))
+
+
+@jit(parallel=True)
+def _gumbel_perturb(x, out, seed, n_chunks):
+    """``out[r, k] = x[r, k] + noise(seed, r, k)``, added in float64, rounded once."""
+    rows, n = x.shape
+    key = np.uint64(seed)
+    for c in prange(n_chunks):
+        for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
+            row = np.uint64(r)
+            for k in range(n):
+                out[r, k] = np.float64(x[r, k]) + _gumbel(key, row, np.uint64(k))
+
+
+# -- cross-entropy ---------------------------------------------------------------------
+
+
+@jit()
+def _target_weight(j, label, w, weighted_label, share, keep, index_mode, pr):
+    """``q_j``: the weight of class ``j`` in the row's target (see ``cross_entropy``):
+    ``share = eps / C``, ``keep = 1 - eps``, ``weighted_label = keep * w[label]``."""
+    if index_mode:
+        q = share * w[j]
+        if j == label:
+            q += weighted_label
+        return q
+    return w[j] * (keep * np.float64(pr[j]) + share)
+
+
+@jit()
+def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
+                       index_mode, want_grad, gr, scratch, terms, lp):
+    """One row's loss (returned, float64) and, if ``want_grad``, its gradient.
+
+    ``q`` is the row's target weights and ``Q = sum q``; loss ``-sum q_j log p_j``,
+    gradient ``(p Q - q) * scale``.  Fast path: ``exp(t)`` into ``scratch``,
+    ``log p_j = t_j - log(sum)``; the weighted sum of ``t`` goes through ``terms``
+    (a contiguous row for the deterministic lane sum) only when smoothing or
+    probabilities need it.  Rows with NaN/inf take the careful path on a float64
+    log-softmax row ``lp``.
+    """
+    n = xr.shape[0]
+    share = smoothing / n  # eps / C
+    weighted_label = (1.0 - smoothing) * w[label] if index_mode else 0.0
+    m, lo = _row_bounds(xr, temperature)
+    if _needs_care(m, lo, temperature):
+        _careful_row(xr, lp, temperature, True, m)
+        loss = 0.0
+        total_q = 0.0
+        for j in range(n):
+            q = _target_weight(j, label, w, weighted_label, share, 1.0 - smoothing, index_mode, pr)
+            total_q += q
+            if q != 0:
+                loss -= q * lp[j]
+        if want_grad:
+            for j in range(n):
+                q = _target_weight(j, label, w, weighted_label, share, 1.0 - smoothing, index_mode, pr)
+                gr[j] = (math.exp(lp[j]) * total_q - q) * scale if total_q != 0 else 0.0
+        return loss
+
+    pre, tq = _divisor(temperature, m)
+    exps = scratch[:n]
+    _store_exps(xr, exps, m, pre, tq, False)
+    log_s = math.log(_lane_sum(exps))
+    inv_t = 1.0 / temperature
+    m64 = np.float64(m)
+    # sum_j q_j log p_j = sum_j q_j t_j - Q log_s, with t_j = (x_j - m) / T
+    if index_mode:
+        total_q = weighted_label + share * w_total
+        qt = weighted_label * ((np.float64(xr[label]) - m64) * inv_t)
+        if share != 0:
+            for j in range(n):
+                q = share * w[j]
+                terms[j] = q * ((np.float64(xr[j]) - m64) * inv_t) if q != 0 else 0.0
+            qt += _lane_sum(terms[:n])
+    else:
+        for j in range(n):
+            q = _target_weight(j, label, w, weighted_label, share, 1.0 - smoothing, index_mode, pr)
+            terms[j] = q * ((np.float64(xr[j]) - m64) * inv_t) if q != 0 else 0.0
+        qt = _lane_sum(terms[:n])
+        for j in range(n):
+            terms[j] = _target_weight(j, label, w, weighted_label, share, 1.0 - smoothing, index_mode, pr)
+        total_q = _lane_sum(terms[:n])
+    loss = total_q * log_s - qt
+    if want_grad:
+        if total_q == 0:
+            for j in range(n):
+                gr[j] = 0.0
+            return loss
+        p_scale = _like(total_q * scale / math.exp(log_s), m)  # p_j Q scale = exps_j * this
+        if index_mode:
+            smooth_scale = share * scale
+            for j in range(n):
+                gr[j] = exps[j] * p_scale - smooth_scale * w[j]
+            gr[label] = exps[label] * p_scale - (smooth_scale * w[label] + weighted_label * scale)
+        else:
+            for j in range(n):
+                gr[j] = exps[j] * p_scale - terms[j] * scale
+    return loss
+
+
+@jit(parallel=True)
+def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss,
+                   index_mode, want_grad, grad, n_chunks):
+    tasks, n = x.shape
+    w_total = 0.0
+    for j in range(n):
+        w_total += w[j]
+    for c in prange(n_chunks):
+        scratch = np.empty(n, dtype=x.dtype)
+        terms = np.empty(n, dtype=np.float64)
+        lp = np.empty(n, dtype=np.float64)
+        for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            label = labels[r] if index_mode else 0
+            if index_mode and label < 0:  # ignored
+                loss[r] = 0.0
+                if want_grad:
+                    gr = grad[r]
+                    for i in range(n):
+                        gr[i] = 0.0
+                continue
+            pr = probs[0 if index_mode else r]
+            gr = grad[r if want_grad else 0]
+            loss[r] = _cross_entropy_row(
+                x[r], label, pr, w, w_total, smoothing, _per_row(temperature, r),
+                _per_row(grad_scale, r), index_mode, want_grad, gr, scratch, terms, lp,
+            )
