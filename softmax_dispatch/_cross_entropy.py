@@ -13,7 +13,7 @@ from ._call import as_numpy, begin
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _class_axis(axis, ndim: int) -> int:
+def _class_axis(axis) -> int:
     if isinstance(axis, (tuple, list)) or axis is None:
         raise TypeError(
             f"cross_entropy takes one class axis (an int), got axis={axis!r}"
@@ -142,7 +142,7 @@ def cross_entropy(
             raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}") from None
 
     x = as_numpy(logits, "logits")
-    call = begin(x, _class_axis(axis, np.ndim(x)), backend, name="logits")
+    call = begin(x, _class_axis(axis), backend, name="logits")
     if call.x.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
     class_axis = call.axes[0]

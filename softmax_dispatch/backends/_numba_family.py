@@ -40,12 +40,14 @@ from ._numba_softmax import (
     _careful_row,
     _divisor,
     _exp_nonpos,
+    _exps_in_halves,
     _is_limit,
     _lane_sum,
     _like,
     _limit_row,
     _needs_care,
     _row_bounds,
+    _shift_in_halves,
     _softmax_row,
     _store_exps,
 )
@@ -67,6 +69,15 @@ def _mask_into(xr, mr, xm):
         xm[i] = xr[i] if mr[i] else -np.inf
 
 
+@jit(inline="always")
+def _clear_masked(outr, mr, value):
+    """``outr[i] = value`` where masked out: masked entries take no part, even in a
+    row whose result is NaN."""
+    for i in range(outr.shape[0]):
+        if not mr[i]:
+            outr[i] = value
+
+
 # -- masked softmax / log_softmax ------------------------------------------------------
 
 
@@ -81,9 +92,7 @@ def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
             outr = out[r]
             _mask_into(x[r], mr, xm)
             _softmax_row(xm, outr, _per_row(temperature, r), log_output, scratch)
-            for i in range(n):  # even in a NaN row, masked entries take no part
-                if not mr[i]:
-                    outr[i] = -np.inf if log_output else 0.0
+            _clear_masked(outr, mr, -np.inf if log_output else 0.0)
 
 
 # -- logsumexp -------------------------------------------------------------------------
@@ -106,17 +115,8 @@ def _lse_special(xr, temperature, m):
     if temperature == np.inf:
         return np.float64(m) if finite == 1 else np.inf
     # x - max overflows although (x - max)/T does not: differences in halves.
-    half = 0.5 if temperature >= 2.0**-1021 else 1.0
-    m_half = np.float64(m) * half
-    t_half = temperature * half
-    below = 0.0
-    maxima = 0
-    for i in range(n):
-        t = (np.float64(xr[i]) * half - m_half) / t_half
-        if t == 0:
-            maxima += 1
-        else:
-            below += math.exp(t)
+    shifted = np.empty(n, dtype=np.float64)
+    below, maxima = _exps_in_halves(xr, temperature, m, True, shifted, np.empty(n, dtype=np.float64))
     return np.float64(m) + temperature * math.log1p(below + (maxima - 1))
 
 
@@ -232,9 +232,7 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr, block):
             p = np.float64(_exp_nonpos(yr[i]))
             outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
     if masked:
-        for i in range(n):
-            if not mr[i]:
-                outr[i] = 0.0
+        _clear_masked(outr, mr, 0.0)
 
 
 @jit(parallel=True)
@@ -262,15 +260,11 @@ def _sparsemax_row(xr, outr, temperature, z, candidates):
     if _is_limit(temperature) or not (-np.inf < m < np.inf):
         _limit_row(xr, outr, temperature, False)
         return
-    # z = (x - m)/T in float64, in halves (no overflow of x - m); max z = 0.
-    half = 0.5 if temperature >= 2.0**-1021 else 1.0
-    m_half = np.float64(m) * half
-    t_half = temperature * half
+    _shift_in_halves(xr, temperature, m, z)  # z = (x - m)/T, max 0, no overflow
     count = 0
     nans = 0
     for i in range(n):
-        zi = (np.float64(xr[i]) * half - m_half) / t_half
-        z[i] = zi
+        zi = z[i]
         nans += zi != zi  # the max ignores NaN; the row is NaN
         if zi > -1.0:  # tau >= max z - 1 = -1: nothing at or below -1 is in the support
             candidates[count] = zi
@@ -312,9 +306,7 @@ def _sparsemax(x, out, temperature, masked, mask, n_chunks):
                 mr = mask[r]
                 _mask_into(x[r], mr, xm)
                 _sparsemax_row(xm, outr, t, z, candidates)
-                for i in range(n):
-                    if not mr[i]:
-                        outr[i] = 0.0
+                _clear_masked(outr, mr, 0.0)
             else:
                 _sparsemax_row(x[r], outr, t, z, candidates)
 
@@ -386,9 +378,7 @@ def _hardmax(x, out, first, masked, mask, n_chunks):
                 mr = mask[r]
                 _mask_into(x[r], mr, xm)
                 _hardmax_row(xm, outr, first)
-                for i in range(n):
-                    if not mr[i]:
-                        outr[i] = 0.0
+                _clear_masked(outr, mr, 0.0)
             else:
                 _hardmax_row(x[r], outr, first)
 

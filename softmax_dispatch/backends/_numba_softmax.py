@@ -202,6 +202,32 @@ def _needs_care(m, lo, temperature):
 
 
 @jit()
+def _shift_in_halves(xr, temperature, m, shifted):
+    """``shifted[i] = (x_i - m) / T`` in float64, taken in halves,
+    ``(x/2 - m/2) / (T/2)``, so that ``x - m`` cannot overflow where ``(x - m)/T``
+    does not (``T/2`` is kept exact: no halving below the normal range)."""
+    half = 0.5 if temperature >= 2.0**-1021 else 1.0
+    m_half = np.float64(m) * half
+    t_half = temperature * half
+    for i in range(xr.shape[0]):
+        shifted[i] = (np.float64(xr[i]) * half - m_half) / t_half
+
+
+@jit()
+def _exps_in_halves(xr, temperature, m, log_output, shifted, exps):
+    """``_shift_in_halves`` into ``shifted``, ``exp`` of it into ``exps``, and
+    ``(sum of exps, count of maxima)``; for log output the maxima store 0 (so that
+    ``log(sum)`` is ``log1p(total + count - 1)``, as in ``_store_exps``).  Scalar,
+    float64 buffers: rare rows only."""
+    _shift_in_halves(xr, temperature, m, shifted)
+    maxima = 0
+    for i in range(xr.shape[0]):
+        exps[i] = math.exp(shifted[i]) if (shifted[i] != 0 or not log_output) else 0.0
+        maxima += shifted[i] == 0
+    return _lane_sum(exps), maxima
+
+
+@jit()
 def _careful_row(xr, outr, temperature, log_output, m):
     """Rows that ``_needs_care``: rare, so scalar and in float64.
 
@@ -233,17 +259,9 @@ def _careful_row(xr, outr, temperature, log_output, m):
         for i in range(n):
             outr[i] = inside if xr[i] == np.inf else outside
     else:
-        half = 0.5 if temperature >= 2.0**-1021 else 1.0  # keep T * half exact
-        m_half = np.float64(m) * half
-        t_half = temperature * half
         shifted = np.empty(n, dtype=np.float64)
         exps = np.empty(n, dtype=np.float64)
-        maxima = 0
-        for i in range(n):
-            shifted[i] = (np.float64(xr[i]) * half - m_half) / t_half
-            exps[i] = math.exp(shifted[i]) if (shifted[i] != 0 or not log_output) else 0.0
-            maxima += shifted[i] == 0
-        total = _lane_sum(exps)
+        total, maxima = _exps_in_halves(xr, temperature, m, log_output, shifted, exps)
         if log_output:
             log_s = math.log1p(total + (maxima - 1))
             for i in range(n):
