@@ -8,8 +8,10 @@ import secrets
 import numpy as np
 
 from ._call import begin
+from ._dask import accepts_dask
 
 
+@accepts_dask
 def sparsemax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Sparsemax: the Euclidean projection of ``x / T`` onto the probability simplex.
 
@@ -57,6 +59,7 @@ def sparsemax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None
     return call.write(out, compute, inputs=(call.x3,))
 
 
+@accepts_dask
 def hardmax(x, axis=-1, *, ties="split", where=None, out=None, backend=None):
     """The one-hot of the row maximum.
 
@@ -115,6 +118,7 @@ def _check_seed(seed) -> int:
     return seed
 
 
+@accepts_dask
 def gumbel_softmax(logits, axis=-1, tau=1.0, *, hard=False, seed=None, out=None, backend=None):
     """A relaxed one-hot sample: ``softmax((logits + g) / tau)`` with ``g`` Gumbel noise.
 

@@ -16,6 +16,14 @@ import numpy as np
 NUMPY = "numpy"  # numpy.ndarray, Python scalars and sequences (converted with asarray)
 CUPY = "cupy"  # cupy.ndarray
 CUDA = "cuda"  # anything else exposing __cuda_array_interface__ (Numba device arrays, torch CUDA tensors)
+DASK = "dask"  # dask.array.Array: handled by softmax_dispatch._dask chunk by chunk, never by a backend
+# Numba's CUDA simulator arrays count as CUDA arrays: they stand in for device
+# arrays when NUMBA_ENABLE_CUDASIM=1 (they have no __cuda_array_interface__).
+_SIMULATOR_MODULE = "numba.cuda.simulator.cudadrv.devicearray"
+
+#: Classes whose instances are CUDA arrays or not depending on the instance
+#: (a torch tensor has ``__cuda_array_interface__`` on its class, on the CPU too).
+_BY_INSTANCE = "by instance"
 
 
 def _is_subclass_of_loaded(cls: type, module_name: str, class_name: str) -> bool:
@@ -32,15 +40,29 @@ def _kind_of_class(cls: type) -> str:
         return NUMPY
     if _is_subclass_of_loaded(cls, "cupy", "ndarray"):
         return CUPY
-    if hasattr(cls, "__cuda_array_interface__"):
+    if _is_subclass_of_loaded(cls, "dask.array", "Array"):
+        return DASK
+    if _is_subclass_of_loaded(cls, "torch", "Tensor"):
+        return _BY_INSTANCE
+    if hasattr(cls, "__cuda_array_interface__") or _is_subclass_of_loaded(
+        cls, _SIMULATOR_MODULE, "FakeCUDAArray"
+    ):
         return CUDA
     return NUMPY
 
 
+def is_simulator_array(x: object) -> bool:
+    """Whether ``x`` is an array of Numba's CUDA simulator."""
+    return _is_subclass_of_loaded(type(x), _SIMULATOR_MODULE, "FakeCUDAArray")
+
+
 def array_kind(x: object) -> str:
-    """Return ``"numpy"``, ``"cupy"`` or ``"cuda"`` for the array ``x``.
+    """Return ``"numpy"``, ``"cupy"``, ``"cuda"`` or ``"dask"`` for the array ``x``.
 
     Objects that are not device arrays (lists, scalars, anything NumPy can convert)
     count as ``"numpy"``: they are converted with :func:`numpy.asarray`.
     """
-    return _kind_of_class(type(x))
+    kind = _kind_of_class(type(x))
+    if kind == _BY_INSTANCE:  # a torch tensor: CUDA or CPU memory
+        return CUDA if x.is_cuda else NUMPY
+    return kind

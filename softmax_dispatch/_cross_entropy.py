@@ -8,7 +8,8 @@ import operator
 import numpy as np
 
 from . import _layout
-from ._call import as_numpy, begin
+from ._call import as_numpy, begin, dtype_of
+from ._dask import accepts_dask
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -41,6 +42,7 @@ def _labels(target, call, ignore_index):
     return _layout.per_row(keep, call.plan), ignored
 
 
+@accepts_dask
 def cross_entropy(
     logits,
     target,
@@ -143,33 +145,38 @@ def cross_entropy(
 
     x = as_numpy(logits, "logits")
     call = begin(x, _class_axis(axis), backend, name="logits")
-    if call.x.ndim == 0:
+    if len(call.shape) == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
     class_axis = call.axes[0]
     outer, n, inner = call.plan.shape3
     row_shape = tuple(s for i, s in enumerate(call.shape) if i != class_axis)
 
     t = as_numpy(target, "target")
-    if t.dtype.kind in "iu" and t.shape == row_shape:
+    t_dtype, t_shape = dtype_of(t), tuple(t.shape)
+    if t_dtype.kind in "iu" and t_shape == row_shape:
         probs3 = None
+        # Labels are validated on the host (a device target is read back: one wait
+        # on the stream, for a value error that names the bad label).
+        t = call.host(t, "target")
         labels, ignored = _labels(t, call, ignore_index)
+        labels = call.to_device(labels)
         rows_counted = ~ignored
-    elif t.dtype.kind == "f" and t.shape == call.shape:
+    elif t_dtype.kind == "f" and t_shape == call.shape:
         if ignore_index is not None:
             raise ValueError("ignore_index applies to class-index targets, not to probabilities")
         probs3 = call.operand(t, "target", "logits")
         labels = None
         rows_counted = None
-    elif t.dtype.kind in "iuf":
+    elif t_dtype.kind in "iuf":
         raise ValueError(
-            f"target of shape {t.shape} and dtype {t.dtype} fits neither form: class indices "
+            f"target of shape {t_shape} and dtype {t_dtype} fits neither form: class indices "
             f"(integers of shape {row_shape}) or probabilities (floats of shape {call.shape})"
         )
     else:
-        raise TypeError(f"target must hold integers or floats, got dtype {t.dtype}")
+        raise TypeError(f"target must hold integers or floats, got dtype {t_dtype}")
 
     if weight is not None:
-        w = np.asarray(weight)
+        w = np.asarray(call.host(weight, "weight"))
         if w.dtype.kind not in "fiu":
             raise TypeError(f"weight must be real, got dtype {w.dtype}")
         if w.shape != (n,):
@@ -179,7 +186,7 @@ def cross_entropy(
             raise ValueError(f"weight must be finite, got {w[~np.isfinite(w)][0]!r}")
     else:
         w = None
-    temperature = call.temperature(temperature, limits=False)
+    temperature = call.temperature(temperature, limits=False, host=True)
 
     if reduction == "mean":
         if labels is not None:
@@ -192,19 +199,27 @@ def cross_entropy(
     # 1 / (T * normaliser) per row; zero when nothing counts (the all-ignored batch).
     scale = 0.0 if normaliser == 0 else 1.0 / normaliser
     grad_scale = scale / temperature
-
-    losses = np.zeros((outer, inner))
-    grad = _layout.empty_result(np, call.plan, call.dtype) if return_grad else None
-    if call.empty or scale == 0:
-        if grad is not None:
-            grad.fill(0)
-    else:
-        grad3 = _layout.as_3d_view(grad, call.plan) if grad is not None else None
-        call.kernels.cross_entropy(
-            call.x3, labels, probs3, w, smoothing, temperature, grad_scale, losses, grad3
+    if call.work is not None:  # a uniform T stays a float; per-row values go to the device
+        temperature, grad_scale = (
+            v if isinstance(v, float) else call.to_device(v) for v in (temperature, grad_scale)
         )
+        w = None if w is None else call.to_device(w)
 
-    if reduction == "none":
+    losses = call.rows_float64(zeros=True)
+    grad, grad3 = call.new_result(zeros=call.empty or scale == 0) if return_grad else (None, None)
+    if not (call.empty or scale == 0):
+        with call.on_device():
+            call.kernels.cross_entropy(
+                call.x3, labels, probs3, w, smoothing, temperature, grad_scale, losses, grad3
+            )
+
+    if call.work is not None:
+        if reduction == "none":
+            loss = call.reduced_result(losses, None, keepdims=False)
+        else:
+            loss = call.total(losses, 0.0 if normaliser == 0 else 1.0 / normaliser)
+        grad = None if grad is None else call.work.result(grad)
+    elif reduction == "none":
         with np.errstate(over="ignore"):
             loss = _layout.from_rows(losses, call.plan).reshape(row_shape).astype(call.dtype)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._call import begin
+from ._dask import accepts_dask
 
 _CONTRACT = """
     Numerical contract (the same on every backend):
@@ -48,6 +49,7 @@ def _softmax(x, axis, temperature, where, out, backend, log_output: bool):
     return call.write(out, compute, inputs=(call.x3,))
 
 
+@accepts_dask
 def softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Softmax of ``x`` along ``axis`` at ``temperature``.
 
@@ -100,6 +102,7 @@ def softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     return _softmax(x, axis, temperature, where, out, backend, log_output=False)
 
 
+@accepts_dask
 def log_softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Logarithm of :func:`softmax`, computed in log space.
 
@@ -130,6 +133,7 @@ def log_softmax(x, axis=-1, temperature=1.0, *, where=None, out=None, backend=No
 
 
 
+@accepts_dask
 def logsumexp(x, axis=-1, temperature=1.0, *, keepdims=False, where=None, out=None, backend=None):
     """``T * log(sum(exp(x / T)))`` along ``axis``: the smooth maximum.
 
@@ -177,16 +181,18 @@ def logsumexp(x, axis=-1, temperature=1.0, *, keepdims=False, where=None, out=No
     temperature = call.temperature(temperature)
     mask3 = call.mask(where)
     outer, n, inner = call.plan.shape3
-    rows = np.empty((outer, inner))
     if keepdims:
         shape = call.reduced_shape
     else:
         shape = tuple(s for i, s in enumerate(call.shape) if i not in call.axes)
     call.check_out(out, shape)
-    if n == 0:
-        rows.fill(-np.inf)  # the log of an empty sum
-    elif rows.size:
-        call.kernels.logsumexp(call.x3, rows, temperature, mask3)
+    if n == 0:  # the log of an empty sum
+        rows = call.to_device(np.full((outer, inner), -np.inf))
+    else:
+        rows = call.rows_float64()
+        if rows.size:
+            with call.on_device():
+                call.kernels.logsumexp(call.x3, rows, temperature, mask3)
     return call.reduced_result(rows, out, keepdims)
 
 

@@ -11,13 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 from ._args import result_dtype
-from ._call import as_numpy, begin
+from . import _arrays
+from ._call import as_numpy, begin, dtype_of
+from ._dask import accepts_dask
 
 
 def _backward(kernel_name, grad_output, output, axis, temperature, where, out, backend, *extra):
     y = as_numpy(output, "output")
     g = as_numpy(grad_output, "grad_output")
-    dtype = result_dtype(np.promote_types(result_dtype(y.dtype), result_dtype(g.dtype)))
+    on_host = [_arrays.array_kind(a) == _arrays.NUMPY for a in (y, g)]
+    if on_host[0] != on_host[1]:
+        host, device = ("output", "grad_output") if on_host[0] else ("grad_output", "output")
+        host_array = y if on_host[0] else g
+        raise TypeError(
+            f"{host} is a {type(host_array).__module__}.{type(host_array).__name__} in host "
+            f"memory, but {device} is on a CUDA device: pass {host} on the same device"
+        )
+    dtype = result_dtype(np.promote_types(result_dtype(dtype_of(y)), result_dtype(dtype_of(g))))
     call = begin(y, axis, backend, name="output", dtype=dtype)
     g3 = call.operand(g, "grad_output", "output")
     temperature = call.temperature(temperature, limits=False)
@@ -59,6 +69,7 @@ _PARAMETERS = """
 """
 
 
+@accepts_dask
 def softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Gradient of :func:`softmax`: ``y * (g - sum(g * y)) / T``, one fused pass.
 
@@ -79,6 +90,7 @@ def softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=Non
     return _backward("softmax_backward", grad_output, output, axis, temperature, where, out, backend, False)
 
 
+@accepts_dask
 def log_softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Gradient of :func:`log_softmax`: ``(g - exp(y) * sum(g)) / T``, one fused pass.
 
@@ -97,6 +109,7 @@ def log_softmax_backward(grad_output, output, axis=-1, temperature=1.0, *, where
     return _backward("softmax_backward", grad_output, output, axis, temperature, where, out, backend, True)
 
 
+@accepts_dask
 def sparsemax_backward(grad_output, output, axis=-1, temperature=1.0, *, where=None, out=None, backend=None):
     """Gradient of :func:`sparsemax`: ``(g - mean of g over the support) / T`` on the
     support (``y > 0``), exactly 0 elsewhere (Martins & Astudillo 2016, eq. 14).

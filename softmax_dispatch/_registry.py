@@ -85,11 +85,31 @@ _SPECS: dict[str, BackendSpec] = {
             requires=("numba",),
             summary="Numba-jitted row kernels, parallel over rows, SIMD exp",
         ),
+        BackendSpec(
+            name="numba_cuda",
+            device="cuda",
+            array_kinds=(_arrays.CUDA, _arrays.CUPY),
+            module="softmax_dispatch.backends.numba_cuda",
+            requires=("numba", "numba.cuda"),
+            summary="Numba-CUDA kernels: warp, block, online and split-row strategies",
+        ),
+        BackendSpec(
+            name="cupy",
+            device="cuda",
+            array_kinds=(_arrays.CUPY, _arrays.CUDA),
+            module="softmax_dispatch.backends.cupy_backend",
+            requires=("cupy",),
+            summary="fused CUDA C++ kernels compiled by NVRTC through CuPy",
+        ),
     )
 }
 
 #: Which backend handles an array kind when none is asked for.
-_DEFAULT_FOR_KIND: dict[str, str] = {_arrays.NUMPY: "numba_cpu"}
+_DEFAULT_FOR_KIND: dict[str, str] = {
+    _arrays.NUMPY: "numba_cpu",
+    _arrays.CUPY: "cupy",
+    _arrays.CUDA: "numba_cuda",
+}
 
 _loaded: dict[str, ModuleType] = {}
 _unavailable: dict[str, str | None] = {}
@@ -122,7 +142,7 @@ def unavailable_reason(name: str) -> str | None:
             return _unavailable[name]
         reason = None
         for package in backend_spec.requires:
-            if importlib.util.find_spec(package) is None:
+            if not _findable(package):
                 reason = f"the package {package!r} is not installed"
                 break
         if reason is None:
@@ -136,6 +156,14 @@ def unavailable_reason(name: str) -> str | None:
                     _loaded[name] = module
         _unavailable[name] = reason
         return reason
+
+
+def _findable(package: str) -> bool:
+    """Whether ``package`` (maybe dotted) is installed, without importing it."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:  # the parent is missing
+        return False
 
 
 def load(name: str) -> ModuleType:

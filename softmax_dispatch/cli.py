@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     conformance.add_argument("--backend", action="append", help="only this backend (repeatable)")
     conformance.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
 
+    bench_dask = sub.add_parser("bench-dask", help="the mean cross-entropy of 32 GiB of logits on a Dask cluster")
+    from .bench.dask_scale import add_arguments as add_dask_arguments  # light: NumPy only
+
+    add_dask_arguments(bench_dask)
+
     sub.add_parser("backends", help="list the backends, their device and whether they can run here")
     return parser
 
@@ -31,6 +36,10 @@ def main(argv=None) -> int:
         from .bench.runner import main as bench_main
 
         return bench_main(args)
+    if args.command == "bench-dask":
+        from .bench.dask_scale import main as dask_main
+
+        return dask_main(args)
     if args.command == "conformance":
         from .conformance.runner import main as conformance_main
 

@@ -327,9 +327,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--peer", action="append", choices=list(PEER_NAMES), help="only this peer (repeatable)")
     parser.add_argument("--dtype", action="append", choices=["float32", "float64"], help="only this dtype (repeatable)")
     parser.add_argument("--function", action="append", choices=list(FUNCTION_NAMES), help="only this function's cases (repeatable)")
+    from .gpu import add_arguments as add_gpu_arguments  # imports no CuPy
+
+    add_gpu_arguments(parser)
 
 
 def main(args) -> int:
+    if getattr(args, "gpu", False):
+        from .gpu import main as gpu_main
+
+        return gpu_main(args)
     report = run(
         quick=args.quick, dtypes=args.dtype, backends=args.backend, peer_names=args.peer,
         functions=getattr(args, "function", None),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from numpy.exceptions import AxisError
 
 import softmax_dispatch as sd
+from softmax_dispatch import BackendUnavailableError
 
 from ._checks import assert_matches_reference
 from ._reference import reference
@@ -23,13 +26,23 @@ from ._reference import reference
     ],
 )
 def test_unsupported_dtypes(backend, x, name):
+    if backend.on_device:
+        # Host data (a NumPy array of any dtype, a list, a scalar) with a device backend
+        # forced is an error that says so: checked here, once for every function kind.
+        for host in (x, np.ones(3), [1.0, 2.0], 3.0):
+            for function in (sd.softmax, sd.log_softmax, sd.logsumexp, sd.sparsemax, sd.hardmax):
+                with pytest.raises(BackendUnavailableError,
+                                   match=rf"runs on {backend.device} .*not numpy arrays"):
+                    function(host, backend=backend.name)
+        if not backend.can_hold(x.dtype):
+            backend.host_only(f"{name} arrays")
     for function in (sd.softmax, sd.log_softmax):
         with pytest.raises(TypeError, match=name):
-            function(x, backend=backend.name)
+            function(backend.put(x), backend=backend.name)
 
 
 def test_axis_errors(backend):
-    x = np.ones((2, 3))
+    x = backend.put(np.ones((2, 3)))
     with pytest.raises(AxisError):
         sd.softmax(x, axis=2, backend=backend.name)
     with pytest.raises(AxisError):
@@ -41,16 +54,19 @@ def test_axis_errors(backend):
     with pytest.raises(TypeError, match="axis"):
         sd.softmax(x, axis=1.0, backend=backend.name)
     with pytest.raises(AxisError):
-        sd.softmax(np.array(1.0), axis=1, backend=backend.name)
+        sd.softmax(backend.put(np.array(1.0)), axis=1, backend=backend.name)
 
 
 @pytest.mark.parametrize("bad", [-1.0, -1e-300, np.nan, -np.inf, -2])
 def test_bad_scalar_temperature(backend, bad):
+    x = backend.put(np.ones(3))
     for function in (sd.softmax, sd.log_softmax):
         with pytest.raises(ValueError, match=f"temperature must be >= 0 .*got {bad!r}"):
-            function(np.ones(3), temperature=bad, backend=backend.name)
+            function(x, temperature=bad, backend=backend.name)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
-        sd.softmax(np.ones(3), temperature=np.float64(bad), backend=backend.name)
+        sd.softmax(x, temperature=np.float64(bad), backend=backend.name)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):  # a 0-d array (on the device)
+        sd.softmax(x, temperature=backend.put_operand(np.array(float(bad))), backend=backend.name)
 
 
 @pytest.mark.parametrize("limit", [0, 0.0, -0.0, np.inf, np.float64(np.inf), np.array(0.0)], ids=repr)
@@ -63,7 +79,7 @@ def test_zero_and_infinite_temperature_are_the_limits(backend, limit):
 
 
 def test_bad_temperature_types_and_shapes(backend):
-    x = np.ones((4, 3))
+    x = backend.put(np.ones((4, 3)))
     with pytest.raises(TypeError):
         sd.softmax(x, temperature=1j, backend=backend.name)
     with pytest.raises(TypeError):
@@ -71,29 +87,34 @@ def test_bad_temperature_types_and_shapes(backend):
     with pytest.raises(TypeError):
         sd.softmax(x, temperature=np.array(["a"]), backend=backend.name)
     with pytest.raises(ValueError, match="does not broadcast"):
-        sd.softmax(x, temperature=np.ones((4, 3)), backend=backend.name)  # varies along the axis
+        sd.softmax(x, temperature=backend.put_operand(np.ones((4, 3))), backend=backend.name)  # varies along the axis
     with pytest.raises(ValueError, match="does not broadcast"):
         sd.softmax(x, temperature=np.ones(5), backend=backend.name)
     with pytest.raises(ValueError, match=r"got -2.0 at index \(2, 0\)"):
-        sd.softmax(x, temperature=np.array([[1.0], [1.0], [-2.0], [1.0]]), backend=backend.name)
+        sd.softmax(x, temperature=backend.put_operand(np.array([[1.0], [1.0], [-2.0], [1.0]])), backend=backend.name)
     with pytest.raises(ValueError, match=r"got nan at index \(1,\)"):
-        sd.softmax(np.ones((3, 2)), axis=0, temperature=np.array([1.0, np.nan]), backend=backend.name)
+        sd.softmax(backend.put(np.ones((3, 2))), axis=0, temperature=np.array([1.0, np.nan]), backend=backend.name)
 
 
 def test_out_argument_checks(backend):
     x = backend.put(np.ones((2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="shape"):
-        sd.softmax(x, out=np.empty((3, 2), np.float32), backend=backend.name)
+        sd.softmax(x, out=backend.put(np.empty((3, 2), np.float32)), backend=backend.name)
     with pytest.raises(ValueError, match="dtype"):
-        sd.softmax(x, out=np.empty((2, 3), np.float64), backend=backend.name)
+        sd.softmax(x, out=backend.put(np.empty((2, 3), np.float64)), backend=backend.name)
     with pytest.raises(TypeError, match="out must be"):
         sd.softmax(x, out=[[0.0] * 3] * 2, backend=backend.name)
-    readonly = np.empty((2, 3), np.float32)
-    readonly.flags.writeable = False
-    with pytest.raises(ValueError, match="read-only"):
-        sd.softmax(x, out=readonly, backend=backend.name)
+    if backend.on_device:  # out= in host memory for a device result
+        with pytest.raises(TypeError, match="out must be"):
+            sd.softmax(x, out=np.empty((2, 3), np.float32), backend=backend.name)
+    else:  # device arrays have no read-only flag
+        readonly = np.empty((2, 3), np.float32)
+        readonly.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            sd.softmax(x, out=readonly, backend=backend.name)
     with pytest.raises(ValueError, match="dtype"):  # integer input gives float64
-        sd.softmax(np.ones((2, 3), dtype=np.int32), out=np.empty((2, 3), np.int32), backend=backend.name)
+        sd.softmax(backend.put(np.ones((2, 3), dtype=np.int32)), out=backend.put(np.empty((2, 3), np.int32)),
+                   backend=backend.name)
 
 
 @pytest.mark.parametrize("axis", [-1, 0, (0, 1), None])
@@ -103,19 +124,21 @@ def test_out_and_in_place(backend, axis, log):
     x = rng.standard_normal((5, 40))
     want = reference(x, axis, log=log)
     function = sd.log_softmax if log else sd.softmax
-    out = np.full_like(x, np.nan)
-    assert function(x, axis=axis, out=out, backend=backend.name) is out
-    assert_matches_reference(out, want, log, axis=axis if axis is not None else (0, 1))
-    inplace = x.copy()
+    xd = backend.put(x)
+    out = backend.put(np.full_like(x, np.nan))
+    assert function(xd, axis=axis, out=out, backend=backend.name) is out
+    got = backend.get(out)
+    assert_matches_reference(got, want, log, axis=axis if axis is not None else (0, 1))
+    inplace = backend.put(x.copy())
     assert function(inplace, axis=axis, out=inplace, backend=backend.name) is inplace
-    np.testing.assert_array_equal(inplace, out)
+    np.testing.assert_array_equal(backend.get(inplace), got)
     # out= with a layout unlike the input, and out= overlapping the input shifted.
-    fortran = np.asfortranarray(np.full_like(x, np.nan))
-    function(x, axis=axis, out=fortran, backend=backend.name)
-    np.testing.assert_array_equal(fortran, out)
-    buffer = np.concatenate([x, x[:1]])
+    fortran = backend.put(np.asfortranarray(np.full_like(x, np.nan)))
+    assert function(xd, axis=axis, out=fortran, backend=backend.name) is fortran
+    np.testing.assert_array_equal(backend.get(fortran), got)
+    buffer = backend.put(np.concatenate([x, x[:1]]))  # one allocation; its views overlap
     function(buffer[:-1], axis=axis, out=buffer[1:], backend=backend.name)
-    np.testing.assert_array_equal(buffer[1:], out)
+    np.testing.assert_array_equal(backend.get(buffer[1:]), got)
 
 
 def layouts(x):
@@ -148,19 +171,20 @@ def test_any_memory_layout(backend, axis, dtype):
 
 # -- the rest of the family ------------------------------------------------------------
 
-# Each function called on an array x with its other required operands filled in.
+# Each function called on an array x (already put on the backend b's device) with
+# its other required operands filled in (put there too).
 FAMILY = {
-    "softmax": lambda x, **kw: sd.softmax(x, **kw),
-    "log_softmax": lambda x, **kw: sd.log_softmax(x, **kw),
-    "logsumexp": lambda x, **kw: sd.logsumexp(x, **kw),
-    "sparsemax": lambda x, **kw: sd.sparsemax(x, **kw),
-    "hardmax": lambda x, **kw: sd.hardmax(x, **kw),
-    "gumbel_softmax": lambda x, **kw: sd.gumbel_softmax(x, seed=0, **kw),
-    "softmax_backward": lambda x, **kw: sd.softmax_backward(np.ones(np.shape(x)), x, **kw),
-    "log_softmax_backward": lambda x, **kw: sd.log_softmax_backward(np.ones(np.shape(x)), x, **kw),
-    "sparsemax_backward": lambda x, **kw: sd.sparsemax_backward(np.ones(np.shape(x)), x, **kw),
-    "softmax_backward (grad_output)": lambda x, **kw: sd.softmax_backward(x, np.ones(np.shape(x)), **kw),
-    "cross_entropy": lambda x, **kw: sd.cross_entropy(x, np.zeros(np.shape(x)[:-1], int), **kw),
+    "softmax": lambda b, x, **kw: sd.softmax(x, **kw),
+    "log_softmax": lambda b, x, **kw: sd.log_softmax(x, **kw),
+    "logsumexp": lambda b, x, **kw: sd.logsumexp(x, **kw),
+    "sparsemax": lambda b, x, **kw: sd.sparsemax(x, **kw),
+    "hardmax": lambda b, x, **kw: sd.hardmax(x, **kw),
+    "gumbel_softmax": lambda b, x, **kw: sd.gumbel_softmax(x, seed=0, **kw),
+    "softmax_backward": lambda b, x, **kw: sd.softmax_backward(b.put(np.ones(np.shape(x))), x, **kw),
+    "log_softmax_backward": lambda b, x, **kw: sd.log_softmax_backward(b.put(np.ones(np.shape(x))), x, **kw),
+    "sparsemax_backward": lambda b, x, **kw: sd.sparsemax_backward(b.put(np.ones(np.shape(x))), x, **kw),
+    "softmax_backward (grad_output)": lambda b, x, **kw: sd.softmax_backward(x, b.put(np.ones(np.shape(x))), **kw),
+    "cross_entropy": lambda b, x, **kw: sd.cross_entropy(x, b.put(np.zeros(np.shape(x)[:-1], int)), **kw),
 }
 
 
@@ -176,13 +200,15 @@ FAMILY = {
     ids=["complex", "object", "str", "longdouble"],
 )
 def test_family_unsupported_dtypes(backend, function, x, name):
+    if not backend.can_hold(x.dtype):
+        backend.host_only(f"{name} arrays")
     with pytest.raises(TypeError, match=name):
-        FAMILY[function](x, backend=backend.name)
+        FAMILY[function](backend, backend.put(x), backend=backend.name)
 
 
 @pytest.mark.parametrize("function", [f for f in FAMILY if f != "cross_entropy"])
 def test_family_axis_errors(backend, function):
-    f = FAMILY[function]
+    f = functools.partial(FAMILY[function], backend)
     x = backend.put(np.full((2, 3), 0.25))
     with pytest.raises(AxisError):
         f(x, axis=2, backend=backend.name)
@@ -196,37 +222,44 @@ def test_family_axis_errors(backend, function):
 
 @pytest.mark.parametrize("function", [f for f in FAMILY if f not in ("cross_entropy", "logsumexp")])
 def test_family_out_checks(backend, function):
-    f = FAMILY[function]
+    f = functools.partial(FAMILY[function], backend)
     x = backend.put(np.full((2, 3), 0.25, np.float32))
     # The gradients promote x with their float64 second operand.
     dtype, other = (np.float64, np.float32) if "backward" in function else (np.float32, np.float64)
     with pytest.raises(ValueError, match="out has shape"):
-        f(x, out=np.empty((3, 2), dtype), backend=backend.name)
+        f(x, out=backend.put(np.empty((3, 2), dtype)), backend=backend.name)
     with pytest.raises(ValueError, match="out has dtype"):
-        f(x, out=np.empty((2, 3), other), backend=backend.name)
+        f(x, out=backend.put(np.empty((2, 3), other)), backend=backend.name)
     with pytest.raises(TypeError, match="out must be"):
         f(x, out=[[0.0] * 3] * 2, backend=backend.name)
-    readonly = np.empty((2, 3), dtype)
-    readonly.flags.writeable = False
-    with pytest.raises(ValueError, match="read-only"):
-        f(x, out=readonly, backend=backend.name)
+    if backend.on_device:  # out= in host memory for a device result
+        with pytest.raises(TypeError, match="out must be"):
+            f(x, out=np.empty((2, 3), dtype), backend=backend.name)
+    else:  # device arrays have no read-only flag
+        readonly = np.empty((2, 3), dtype)
+        readonly.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            f(x, out=readonly, backend=backend.name)
 
 
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "sparsemax", "gumbel_softmax",
                                       "softmax_backward", "cross_entropy"])
 def test_family_temperature_types(backend, function):
-    f = FAMILY[function]
+    f = functools.partial(FAMILY[function], backend)
     name = "tau" if function == "gumbel_softmax" else "temperature"
     x = backend.put(np.full((4, 3), 0.25))
-    for bad in (1j, True, np.array(["a"])):
+    for bad in (1j, True, np.array(["a"]), backend.put_operand(np.ones((4, 1), complex))):
         with pytest.raises(TypeError):
             f(x, **{name: bad}, backend=backend.name)
     with pytest.raises(ValueError, match="does not broadcast"):
         f(x, **{name: np.ones(5)}, backend=backend.name)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        f(x, **{name: backend.put_operand(np.ones((4, 3)))}, backend=backend.name)
 
 
 def test_masked_arrays_are_refused(backend):
+    backend.host_only("a masked array")
     masked = np.ma.masked_array(np.ones((2, 3)), mask=[[0, 1, 0], [0, 0, 0]])
     for function in ("softmax", "logsumexp", "sparsemax", "hardmax", "gumbel_softmax", "cross_entropy"):
         with pytest.raises(TypeError, match="masked array"):
-            FAMILY[function](masked, backend=backend.name)
+            FAMILY[function](backend, masked, backend=backend.name)

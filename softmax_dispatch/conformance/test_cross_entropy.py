@@ -126,7 +126,11 @@ def test_matches_reference(backend, kind, reduction):
             temperature = _temperature(rng, shape, axis, t_name)
             kwargs = dict(weight=weight, ignore_index=ignore_index, label_smoothing=smoothing, reduction=reduction)
             want_loss, want_grad = cross_entropy_reference(x, target, axis, temperature, **kwargs)
-            got_loss, got_grad = backend.cross_entropy(x, target, axis, temperature, return_grad=True, **kwargs)
+            # The weights and per-row temperatures on the device (test_matches_torch gives them
+            # from the host): the front end reads them back.
+            device_kwargs = dict(kwargs, weight=None if weight is None else backend.put_operand(weight))
+            device_t = backend.put_operand(temperature) if t_name == "per-row" else temperature
+            got_loss, got_grad = backend.cross_entropy(x, target, axis, device_t, return_grad=True, **device_kwargs)
             assert_loss_and_grad(got_loss, got_grad, want_loss.astype(float), want_grad.astype(float),
                                  np.float64, f"{shape} {axis} {kwargs} {t_name}")
 
@@ -145,7 +149,7 @@ def test_spelled_out(backend):
     rows = backend.cross_entropy(logits.reshape(2, 1, 3), np.array([[0], [2]]), reduction="none")
     assert rows.shape == (2, 1)
     np.testing.assert_allclose(rows.sum() / 2, want, rtol=1e-14)
-    # 1-D logits and a 0-d target: one row.
+    # 1-D logits and a 0-d target (on the device too): one row.
     assert backend.cross_entropy(np.array([0.0, 0.0]), np.array(1)) == pytest.approx(np.log(2), rel=1e-15)
 
 
@@ -161,9 +165,9 @@ def test_all_ignored_batch_gives_zero(backend, reduction, dtype):
     if reduction == "none":
         assert np.shape(loss) == (4,)
     # A zero total weight of the counted targets: the same (PyTorch gives NaN).
-    weight = np.array([0.0, 1.0, 1.0])
-    loss, grad = backend.cross_entropy(logits, np.zeros(4, int), weight=weight, reduction="mean", return_grad=True)
-    assert loss == 0 and np.all(grad == 0)
+    for weight in (np.array([0.0, 1.0, 1.0]), backend.put_operand(np.array([0.0, 1.0, 1.0]))):
+        loss, grad = backend.cross_entropy(logits, np.zeros(4, int), weight=weight, reduction="mean", return_grad=True)
+        assert loss == 0 and np.all(grad == 0)
     # Ignored rows within a batch contribute exactly nothing.
     target = np.array([0, -100, 2, -100])
     loss, grad = backend.cross_entropy(logits, target, ignore_index=-100, reduction="none", return_grad=True)
@@ -230,23 +234,28 @@ def test_layouts(backend):
 
 def test_out_of_range_labels(backend):
     x = backend.put(np.zeros((4, 3)))
+    # Labels on the device (read back to name the bad one) and, a few, from the host.
+    with pytest.raises(ValueError, match=r"class index 3 at target\[2\] is out of range for 3 classes"):
+        sd.cross_entropy(x, backend.put(np.array([0, 1, 3, 2])), backend=backend.name)
     with pytest.raises(ValueError, match=r"class index 3 at target\[2\] is out of range for 3 classes"):
         sd.cross_entropy(x, np.array([0, 1, 3, 2]), backend=backend.name)
     with pytest.raises(ValueError, match=r"class index -1 at target\[0\].*no ignore_index"):
-        sd.cross_entropy(x, np.array([-1, 1, 0, 2]), backend=backend.name)
+        sd.cross_entropy(x, backend.put(np.array([-1, 1, 0, 2])), backend=backend.name)
     with pytest.raises(ValueError, match="class index -100"):
         sd.cross_entropy(x, np.array([-100, 1, 0, 2]), ignore_index=-1, backend=backend.name)
     with pytest.raises(ValueError, match="class index 7"):
-        sd.cross_entropy(x, np.array([0, 1, 0, 7], np.uint64), backend=backend.name)
+        sd.cross_entropy(x, backend.put(np.array([0, 1, 0, 7], np.uint64)), backend=backend.name)
     with pytest.raises(ValueError, match=r"class index 5 at target\[1, 0\]"):
-        sd.cross_entropy(backend.put(np.zeros((2, 3, 2))), np.array([[0, 1], [5, 0]]), axis=1, backend=backend.name)
+        sd.cross_entropy(backend.put(np.zeros((2, 3, 2))), backend.put(np.array([[0, 1], [5, 0]])), axis=1,
+                         backend=backend.name)
     # A label equal to ignore_index is fine even when it is a valid class.
-    assert sd.cross_entropy(x, np.array([1, 1, 0, 2]), ignore_index=1, backend=backend.name) == pytest.approx(np.log(3))
+    assert backend.get(sd.cross_entropy(x, backend.put(np.array([1, 1, 0, 2])), ignore_index=1,
+                                        backend=backend.name)) == pytest.approx(np.log(3))
 
 
 def test_argument_errors(backend):
     x = backend.put(np.zeros((4, 3)))
-    labels = np.array([0, 1, 2, 0])
+    labels = backend.put(np.array([0, 1, 2, 0]))
     probs = np.full((4, 3), 1 / 3)
     name = backend.name
     with pytest.raises(ValueError, match="reduction must be one of"):
@@ -260,32 +269,32 @@ def test_argument_errors(backend):
         with pytest.raises(TypeError, match="label_smoothing"):
             sd.cross_entropy(x, labels, label_smoothing=bad, backend=name)
     with pytest.raises(ValueError, match=r"weight has shape \(4,\), expected \(3,\)"):
-        sd.cross_entropy(x, labels, weight=np.ones(4), backend=name)
+        sd.cross_entropy(x, labels, weight=backend.put_operand(np.ones(4)), backend=name)
     with pytest.raises(ValueError, match="weight has shape"):
         sd.cross_entropy(x, labels, weight=np.ones((1, 3)), backend=name)
     with pytest.raises(ValueError, match="weight must be finite"):
-        sd.cross_entropy(x, labels, weight=np.array([1.0, inf, 1.0]), backend=name)
+        sd.cross_entropy(x, labels, weight=backend.put_operand(np.array([1.0, inf, 1.0])), backend=name)
     with pytest.raises(TypeError, match="weight must be real"):
-        sd.cross_entropy(x, labels, weight=np.ones(3, complex), backend=name)
+        sd.cross_entropy(x, labels, weight=backend.put_operand(np.ones(3, complex)), backend=name)
     with pytest.raises(ValueError, match="ignore_index applies to class-index targets"):
-        sd.cross_entropy(x, probs, ignore_index=-100, backend=name)
+        sd.cross_entropy(x, backend.put(probs), ignore_index=-100, backend=name)
     with pytest.raises(TypeError, match="ignore_index must be an int"):
         sd.cross_entropy(x, labels, ignore_index=1.5, backend=name)
     with pytest.raises(ValueError, match="fits neither form"):
-        sd.cross_entropy(x, np.array([0, 1, 2]), backend=name)  # wrong row count
+        sd.cross_entropy(x, backend.put(np.array([0, 1, 2])), backend=name)  # wrong row count
     with pytest.raises(ValueError, match="fits neither form"):
-        sd.cross_entropy(x, probs.astype(int), backend=name)  # integers of the logits' shape
+        sd.cross_entropy(x, backend.put(probs.astype(int)), backend=name)  # integers of the logits' shape
     with pytest.raises(ValueError, match="fits neither form"):
-        sd.cross_entropy(x, np.full((4, 2), 0.5), backend=name)
+        sd.cross_entropy(x, backend.put(np.full((4, 2), 0.5)), backend=name)
     with pytest.raises(TypeError, match="target must hold integers or floats"):
-        sd.cross_entropy(x, np.ones(4, bool), backend=name)
+        sd.cross_entropy(x, backend.put(np.ones(4, bool)), backend=name)
     with pytest.raises(TypeError, match="target must hold integers or floats"):
-        sd.cross_entropy(x, np.ones((4, 3), complex), backend=name)
+        sd.cross_entropy(x, backend.put(np.ones((4, 3), complex)), backend=name)
     for bad in (0, 0.0, -1.0, inf, nan):
         with pytest.raises(ValueError, match="temperature must be finite and > 0"):
             sd.cross_entropy(x, labels, temperature=bad, backend=name)
     with pytest.raises(ValueError, match=r"at index \(2, 0\)"):
-        sd.cross_entropy(x, labels, temperature=np.array([[1.0], [1.0], [0.0], [1.0]]), backend=name)
+        sd.cross_entropy(x, labels, temperature=backend.put_operand(np.array([[1.0], [1.0], [0.0], [1.0]])), backend=name)
     with pytest.raises(ValueError, match="does not broadcast"):
         sd.cross_entropy(x, labels, temperature=np.ones((4, 3)), backend=name)
     with pytest.raises(TypeError, match="one class axis"):
@@ -293,9 +302,12 @@ def test_argument_errors(backend):
     with pytest.raises(TypeError, match="one class axis"):
         sd.cross_entropy(x, labels, axis=None, backend=name)
     with pytest.raises(ValueError, match="at least one dimension"):
-        sd.cross_entropy(np.float64(1.0), np.array(0), backend=name)
+        sd.cross_entropy(backend.put(np.array(1.0)), backend.put(np.array(0)), backend=name)
+    if not backend.on_device:  # a NumPy scalar: host only
+        with pytest.raises(ValueError, match="at least one dimension"):
+            sd.cross_entropy(np.float64(1.0), np.array(0), backend=name)
     with pytest.raises(TypeError, match="complex"):
-        sd.cross_entropy(np.zeros((4, 3), complex), labels, backend=name)
+        sd.cross_entropy(backend.put(np.zeros((4, 3), complex)), labels, backend=name)
     from numpy.exceptions import AxisError
 
     with pytest.raises(AxisError):

@@ -157,22 +157,23 @@ def test_out_and_in_place(backend, log, axis):
     y = backend.function(log)(x, axis=axis)
     want = backend.backward(log)(g, y, axis=axis)
     f = sd.log_softmax_backward if log else sd.softmax_backward
-    out = np.full_like(g, nan)
-    assert f(g, y, axis=axis, out=out, backend=backend.name) is out
-    np.testing.assert_array_equal(out, want)
-    inplace = g.copy()
-    assert f(inplace, y, axis=axis, out=inplace, backend=backend.name) is inplace
-    np.testing.assert_array_equal(inplace, want)
+    gd, yd = backend.put(g), backend.put(y)
+    out = backend.put(np.full_like(g, nan))
+    assert f(gd, yd, axis=axis, out=out, backend=backend.name) is out
+    np.testing.assert_array_equal(backend.get(out), want)
+    inplace = backend.put(g.copy())
+    assert f(inplace, yd, axis=axis, out=inplace, backend=backend.name) is inplace
+    np.testing.assert_array_equal(backend.get(inplace), want)
     # out= is the output itself, and out= overlapping grad_output shifted by a row.
-    y_copy = y.copy()
-    f(g, y_copy, axis=axis, out=y_copy, backend=backend.name)
-    np.testing.assert_array_equal(y_copy, want)
-    buffer = np.concatenate([g, g[:1]])
-    f(buffer[:-1], y, axis=axis, out=buffer[1:], backend=backend.name)
-    np.testing.assert_array_equal(buffer[1:], want)
-    fortran = np.asfortranarray(np.full_like(g, nan))
-    f(g, y, axis=axis, out=fortran, backend=backend.name)
-    np.testing.assert_array_equal(fortran, want)
+    y_copy = backend.put(y.copy())
+    assert f(gd, y_copy, axis=axis, out=y_copy, backend=backend.name) is y_copy
+    np.testing.assert_array_equal(backend.get(y_copy), want)
+    buffer = backend.put(np.concatenate([g, g[:1]]))  # one allocation; its views overlap
+    f(buffer[:-1], yd, axis=axis, out=buffer[1:], backend=backend.name)
+    np.testing.assert_array_equal(backend.get(buffer[1:]), want)
+    fortran = backend.put(np.asfortranarray(np.full_like(g, nan)))
+    assert f(gd, yd, axis=axis, out=fortran, backend=backend.name) is fortran
+    np.testing.assert_array_equal(backend.get(fortran), want)
 
 
 def test_layouts(backend):
@@ -201,31 +202,40 @@ def test_dtype_promotion(backend):
 @pytest.mark.parametrize("function", ["softmax_backward", "log_softmax_backward", "sparsemax_backward"])
 def test_argument_errors(backend, function):
     f = getattr(sd, function)
-    g, y = backend.put(np.ones((2, 3))), backend.put(np.full((2, 3), 1 / 3))
+    y_host = np.full((2, 3), 1 / 3)
+    g, y = backend.put(np.ones((2, 3))), backend.put(y_host)
     for bad in (0, 0.0, inf, -1.0, nan, -inf):
         with pytest.raises(ValueError, match="temperature must be finite and > 0"):
             f(g, y, temperature=bad, backend=backend.name)
     with pytest.raises(ValueError, match=r"temperature must be finite and > 0, got 0.0 at index \(1, 0\)"):
-        f(g, y, temperature=np.array([[1.0], [0.0]]), backend=backend.name)
+        f(g, y, temperature=backend.put_operand(np.array([[1.0], [0.0]])), backend=backend.name)
     with pytest.raises(ValueError, match="grad_output has shape"):
         f(backend.put(np.ones((2, 4))), y, backend=backend.name)
     with pytest.raises(TypeError, match="complex"):
-        f(g, y.astype(complex), backend=backend.name)
+        f(g, backend.put(y_host.astype(complex)), backend=backend.name)
     with pytest.raises(TypeError, match="complex"):
-        f(g.astype(complex), y, backend=backend.name)
+        f(backend.put(np.ones((2, 3), complex)), y, backend=backend.name)
     with pytest.raises(ValueError, match="out has shape"):
-        f(g, y, out=np.empty((3, 2)), backend=backend.name)
+        f(g, y, out=backend.put(np.empty((3, 2))), backend=backend.name)
     with pytest.raises(ValueError, match="out has dtype"):
-        f(g, y, out=np.empty((2, 3), np.float32), backend=backend.name)
+        f(g, y, out=backend.put(np.empty((2, 3), np.float32)), backend=backend.name)
     with pytest.raises(TypeError, match="where must be a boolean"):
         f(g, y, where=np.ones((2, 3)), backend=backend.name)
+    with pytest.raises(TypeError, match="where must be a boolean"):
+        f(g, y, where=backend.put_operand(np.ones((2, 3))), backend=backend.name)
     with pytest.raises(ValueError, match="does not broadcast"):
-        f(g, y, where=np.ones((3, 3), bool), backend=backend.name)
+        f(g, y, where=backend.put_operand(np.ones((3, 3), bool)), backend=backend.name)
+    if backend.on_device:  # one operand in host memory, the other on the device: an error that says so
+        with pytest.raises(TypeError, match="grad_output is a numpy.ndarray in host memory"):
+            f(np.ones((2, 3)), y, backend=backend.name)
+        with pytest.raises((TypeError, sd.BackendUnavailableError), match="in host memory|not numpy arrays"):
+            f(g, y_host, backend=backend.name)
 
 
 def test_empty(backend):
     for f in (sd.softmax_backward, sd.log_softmax_backward, sd.sparsemax_backward):
-        got = f(np.ones((0, 3), np.float32), np.ones((0, 3), np.float32), backend=backend.name)
+        got = backend.get(f(backend.put(np.ones((0, 3), np.float32)), backend.put(np.ones((0, 3), np.float32)),
+                            backend=backend.name))
         assert got.shape == (0, 3) and got.dtype == np.float32
 
 
@@ -289,6 +299,6 @@ def test_sparsemax_backward_spelled_out(backend):
     # A zero row (all -inf or fully masked input) gives zeros; so does a one-hot's single entry.
     np.testing.assert_array_equal(backend.sparsemax_backward(np.array([1.0, 2.0]), np.zeros(2)), [0, 0])
     np.testing.assert_array_equal(backend.sparsemax_backward(np.array([1.0, 2.0]), np.array([1.0, 0.0])), [0, 0])
-    out = np.array([1.0, 0.0, 5.0])
-    sd.sparsemax_backward(out, y, out=out, backend=backend.name)
-    np.testing.assert_allclose(out, [0.5, -0.5, 0.0], rtol=1e-15)
+    out = backend.put(np.array([1.0, 0.0, 5.0]))
+    assert sd.sparsemax_backward(out, backend.put(y), out=out, backend=backend.name) is out
+    np.testing.assert_allclose(backend.get(out), [0.5, -0.5, 0.0], rtol=1e-15)

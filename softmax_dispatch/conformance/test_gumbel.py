@@ -134,7 +134,8 @@ def test_tau(backend):
     np.testing.assert_array_equal(backend.gumbel_softmax(x, tau=inf, seed=3), np.full((5, 8), 1 / 8))
     # Per-row tau: each row as with its scalar.
     tau = np.array([[0.5], [1.0], [2.0], [0.0], [inf]])
-    got = backend.gumbel_softmax(x, tau=tau, seed=3)
+    got = backend.gumbel_softmax(x, tau=backend.put_operand(tau), seed=3)
+    np.testing.assert_array_equal(got, backend.gumbel_softmax(x, tau=tau, seed=3))  # from the host too
     for i, t in enumerate(tau[:, 0]):
         np.testing.assert_array_equal(got[i], backend.gumbel_softmax(x, tau=float(t), seed=3)[i])
     # hard ignores tau's value: the same one-hot.
@@ -144,7 +145,7 @@ def test_tau(backend):
         with pytest.raises(ValueError, match="tau must be >= 0"):
             sd.gumbel_softmax(backend.put(x), tau=bad, seed=1, backend=backend.name)
     with pytest.raises(ValueError, match=r"tau must be >= 0.* at index \(2, 0\)"):
-        sd.gumbel_softmax(backend.put(x), tau=np.array([[1.0], [1.0], [-1.0], [1.0], [1.0]]), seed=1,
+        sd.gumbel_softmax(backend.put(x), tau=backend.put_operand(np.array([[1.0], [1.0], [-1.0], [1.0], [1.0]])), seed=1,
                           backend=backend.name)
     with pytest.raises(ValueError, match="does not broadcast"):
         sd.gumbel_softmax(backend.put(x), tau=np.ones(5), seed=1, backend=backend.name)
@@ -217,24 +218,28 @@ def test_special_logits(backend):
 def test_out_dtypes_and_small_inputs(backend):
     x = np.random.default_rng(12).standard_normal((3, 4))
     want = backend.gumbel_softmax(x, seed=4)
-    out = np.full_like(x, nan)
-    assert sd.gumbel_softmax(backend.put(x), seed=4, out=out, backend=backend.name) is out
-    np.testing.assert_array_equal(out, want)
-    inplace = x.copy()
-    sd.gumbel_softmax(inplace, seed=4, out=inplace, backend=backend.name)
-    np.testing.assert_array_equal(inplace, want)
-    fortran = np.asfortranarray(np.full_like(x, nan))
-    sd.gumbel_softmax(x, seed=4, out=fortran, backend=backend.name)
-    np.testing.assert_array_equal(fortran, want)
+    xd = backend.put(x)
+    out = backend.put(np.full_like(x, nan))
+    assert sd.gumbel_softmax(xd, seed=4, out=out, backend=backend.name) is out
+    np.testing.assert_array_equal(backend.get(out), want)
+    inplace = backend.put(x.copy())
+    assert sd.gumbel_softmax(inplace, seed=4, out=inplace, backend=backend.name) is inplace
+    np.testing.assert_array_equal(backend.get(inplace), want)
+    fortran = backend.put(np.asfortranarray(np.full_like(x, nan)))
+    assert sd.gumbel_softmax(xd, seed=4, out=fortran, backend=backend.name) is fortran
+    np.testing.assert_array_equal(backend.get(fortran), want)
     with pytest.raises(ValueError, match="out has dtype"):
-        sd.gumbel_softmax(backend.put(x), seed=4, out=np.empty((3, 4), np.float32), backend=backend.name)
+        sd.gumbel_softmax(xd, seed=4, out=backend.put(np.empty((3, 4), np.float32)), backend=backend.name)
     with pytest.raises(ValueError, match="out has shape"):
-        sd.gumbel_softmax(backend.put(x), seed=4, out=np.empty((4, 3)), backend=backend.name)
+        sd.gumbel_softmax(xd, seed=4, out=backend.put(np.empty((4, 3))), backend=backend.name)
     assert backend.gumbel_softmax(np.array([[1, 2, 3]]), seed=1).dtype == np.float64
     assert backend.gumbel_softmax(np.ones((0, 3), np.float32), seed=1).shape == (0, 3)
-    assert sd.gumbel_softmax(2.0, seed=1, backend=backend.name) == 1.0
+    zero_d = backend.gumbel_softmax(np.array(2.0), seed=1)
+    assert zero_d.shape == () and zero_d == 1.0
+    if not backend.on_device:  # a Python scalar: host only
+        assert sd.gumbel_softmax(2.0, seed=1, backend=backend.name) == 1.0
     with pytest.raises(TypeError, match="complex"):
-        sd.gumbel_softmax(np.ones(3, complex), seed=1, backend=backend.name)
+        sd.gumbel_softmax(backend.put(np.ones(3, complex)), seed=1, backend=backend.name)
 
 
 @pytest.mark.parametrize(

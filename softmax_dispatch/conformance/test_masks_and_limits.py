@@ -64,7 +64,7 @@ def test_softmax_where(backend, dtype, log):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_logsumexp_where(backend, dtype):
     x, mask = masked_input(dtype, np.random.default_rng(2))
-    got = backend.logsumexp(x, where=mask)
+    got = backend.logsumexp(x, where=backend.put_operand(mask))
     assert_logsumexp_matches(got, logsumexp_reference(x, where=mask), x, where=mask)
     assert got[2] == -inf and not np.isnan(got[0]) and np.isnan(got[3]) and got[4] == -inf and got[5] == inf
     assert got[1] != inf  # the +inf is masked out
@@ -122,14 +122,16 @@ def test_where_with_axes_and_layouts(backend, axis, layout):
     if layout == "F":
         x, mask = np.asfortranarray(x), np.asfortranarray(mask)
     reduced = axis if axis is not None else (0, 1, 2)
+    host_mask, mask = mask, backend.put_operand(mask)  # the mask on the device, in its layout
     for log in (False, True):
         assert_matches_reference(backend.function(log)(x, axis=axis, where=mask),
-                                 reference(x, axis, where=mask, log=log), log, axis=reduced)
+                                 reference(x, axis, where=host_mask, log=log), log, axis=reduced)
     assert_logsumexp_matches(backend.logsumexp(x, axis=axis, where=mask),
-                             logsumexp_reference(x, axis, where=mask), x, axis=axis, where=mask)
-    assert_close_abs(backend.sparsemax(x, axis=axis, where=mask), sparsemax_reference(x, axis, where=mask), 1e-13)
+                             logsumexp_reference(x, axis, where=host_mask), x, axis=axis, where=host_mask)
+    assert_close_abs(backend.sparsemax(x, axis=axis, where=mask), sparsemax_reference(x, axis, where=host_mask),
+                     1e-13)
     np.testing.assert_array_equal(backend.hardmax(x, axis=axis, where=mask),
-                                  hardmax_reference(x, axis, where=mask).astype(np.float64))
+                                  hardmax_reference(x, axis, where=host_mask).astype(np.float64))
 
 
 def test_where_with_out_and_in_place(backend):
@@ -137,22 +139,23 @@ def test_where_with_out_and_in_place(backend):
     x = rng.standard_normal((5, 7))
     mask = rng.random((5, 7)) < 0.5
     want = backend.softmax(x, where=mask)
-    out = np.full_like(x, nan)
+    out = backend.put(np.full_like(x, nan))
     assert sd.softmax(backend.put(x), where=mask, out=out, backend=backend.name) is out
-    np.testing.assert_array_equal(out, want)
-    inplace = x.copy()
-    sd.softmax(inplace, where=mask, out=inplace, backend=backend.name)
-    np.testing.assert_array_equal(inplace, want)
+    np.testing.assert_array_equal(backend.get(out), want)
+    inplace = backend.put(x.copy())
+    assert sd.softmax(inplace, where=backend.put_operand(mask), out=inplace, backend=backend.name) is inplace
+    np.testing.assert_array_equal(backend.get(inplace), want)
 
 
 @pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "sparsemax", "hardmax"])
 def test_bad_masks(backend, function):
     f = getattr(sd, function)
     x = backend.put(np.ones((4, 3)))
-    for bad in (np.array([1, 0, 1]), np.ones((4, 3)), np.array(["a", "b", "c"]), [1, 0, 1]):
+    for bad in (np.array([1, 0, 1]), np.ones((4, 3)), np.array(["a", "b", "c"]), [1, 0, 1],
+                backend.put_operand(np.array([1, 0, 1])), backend.put_operand(np.ones((4, 3)))):
         with pytest.raises(TypeError, match="where must be a boolean array"):
             f(x, where=bad, backend=backend.name)
-    for bad in (np.ones(4, bool), np.ones((3, 3), bool), np.ones((2, 4, 3), bool)):
+    for bad in (np.ones(4, bool), np.ones((3, 3), bool), np.ones((2, 4, 3), bool), backend.put_operand(np.ones(4, bool))):
         with pytest.raises(ValueError, match="does not broadcast"):
             f(x, where=bad, backend=backend.name)
 
@@ -186,7 +189,9 @@ def limit_cases(dtype):
 @pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
 def test_softmax_temperature_limits(backend, dtype, log):
     for name, x, temperature in limit_cases(dtype):
-        got = backend.function(log)(x, temperature=temperature)
+        # Per-row temperatures from the device here (from the host in the tests below).
+        t = backend.put_operand(temperature) if np.ndim(temperature) else temperature
+        got = backend.function(log)(x, temperature=t)
         assert_matches_reference(got, reference(x, temperature=temperature, log=log), log)
 
 

@@ -1,0 +1,49 @@
+"""``numba_cuda`` under Numba's CUDA simulator, in a separate pytest process.
+
+The simulator is switched on by ``NUMBA_ENABLE_CUDASIM=1`` when ``numba`` is first
+imported, and a process that has it on cannot compile PTX (``tests/test_numba_cuda_ptx.py``
+needs that), so these run here as a subprocess: the kernel-level simulator tests
+(every strategy, special values, masks, limits, float16, strided views, in place,
+every family function), the device dispatch tests, and the conformance suite's
+special-value tests through the front end.
+
+The whole conformance suite also runs on the simulator
+(``NUMBA_ENABLE_CUDASIM=1 python -m pytest softmax_dispatch/conformance --backend numba_cuda``)
+but takes hours on two cores: the simulator runs each CUDA thread as a Python thread
+(about 1 ms per thread per block), so it is not part of every test run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _numba_cuda_installed() -> bool:
+    try:
+        return importlib.util.find_spec("numba.cuda") is not None
+    except ImportError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _numba_cuda_installed(), reason="numba-cuda is not installed (the `cuda` extra)")
+def test_conformance_suite_on_the_cuda_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    command = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--backend", "numba_cuda",
+        "softmax_dispatch/conformance/test_special_values.py", "tests/test_numba_cuda_sim.py",
+        "tests/test_device_dispatch.py",
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, f"{summary}\n{done.stdout[-20000:]}\n{done.stderr[-5000:]}"
+    assert " passed" in summary, summary
+    print(summary)
