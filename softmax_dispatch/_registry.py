@@ -40,6 +40,19 @@ a kernel with an empty array; backends only compute.
     ``weight``: float64 ``(n,)`` or ``None``; ``grad_scale``: float64 per row,
     ``1 / (T * normaliser)``.  Writes each row's loss into the float64
     ``loss2`` and, when ``grad3`` is not ``None``, the gradient into it.
+
+Device backends (``device="cuda"``) take the same functions with these differences:
+
+- Every array is a device array on the input's device: ``cupy.ndarray`` for
+  ``cupy``; for ``numba_cuda`` anything its kernels accept (a Numba device array,
+  a CuPy array, the simulator's array).  Strides are never negative.
+- A uniform temperature (or ``grad_scale``) arrives as a Python float, so a call
+  copies nothing to the device; per-row values as float64 device arrays.
+- The front end has made the input's device current and, for CuPy, set the stream;
+  a backend launches on the input's stream (CuPy's current stream, or the stream a
+  Numba array carries) and never synchronises or reads device values on the host.
+- float16 and float32 compute in float32, float64 in float64; float32/float16
+  kernels must not do float64 arithmetic (their PTX is checked).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Backend ``numba_cuda``: Numba-CUDA kernels for arrays on an NVIDIA GPU.
 
-This module is the backend's interface (see ``softmax_dispatch._registry`` and
-``notes/gpu_interface.md``): it converts the device arrays the front end passes
+This module is the backend's interface (see the device-backend contract in
+``softmax_dispatch._registry``): it converts the device arrays the front end passes
 (numba ``DeviceNDArray``, CuPy arrays through ``__cuda_array_interface__``, or the
 simulator's ``FakeCUDAArray``), picks the launch stream, a kernel and its launch
 configuration.  The kernels live in ``_cuda_softmax`` (softmax, log_softmax,
