@@ -14,6 +14,36 @@ from ._dask import accepts_dask
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def check_options(label_smoothing, ignore_index, reduction):
+    """``(smoothing, ignore_index)`` checked (shared with the Dask path)."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
+    smoothing = float(label_smoothing)
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if ignore_index is not None:
+        try:
+            ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}") from None
+    return smoothing, ignore_index
+
+
+def check_weight(weight, n: int) -> np.ndarray:
+    """Class weights (host data) as float64 ``(n,)``, checked (shared with the Dask path)."""
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiu":
+        raise TypeError(f"weight must be real, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"weight has shape {w.shape}, expected ({n},): one per class")
+    w = w.astype(np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError(f"weight must be finite, got {w[~np.isfinite(w)][0]!r}")
+    return w
+
+
 def _class_axis(axis) -> int:
     if isinstance(axis, (tuple, list)) or axis is None:
         raise TypeError(
@@ -130,19 +160,7 @@ def cross_entropy(
     >>> cross_entropy(logits, np.array([-100, -100]), ignore_index=-100)
     np.float64(0.0)
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
-    smoothing = float(label_smoothing)
-    if not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if ignore_index is not None:
-        try:
-            ignore_index = operator.index(ignore_index)
-        except TypeError:
-            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}") from None
-
+    smoothing, ignore_index = check_options(label_smoothing, ignore_index, reduction)
     x = as_numpy(logits, "logits")
     call = begin(x, _class_axis(axis), backend, name="logits")
     if len(call.shape) == 0:
@@ -175,17 +193,7 @@ def cross_entropy(
     else:
         raise TypeError(f"target must hold integers or floats, got dtype {t_dtype}")
 
-    if weight is not None:
-        w = np.asarray(call.host(weight, "weight"))
-        if w.dtype.kind not in "fiu":
-            raise TypeError(f"weight must be real, got dtype {w.dtype}")
-        if w.shape != (n,):
-            raise ValueError(f"weight has shape {w.shape}, expected ({n},): one per class")
-        w = w.astype(np.float64)
-        if not np.isfinite(w).all():
-            raise ValueError(f"weight must be finite, got {w[~np.isfinite(w)][0]!r}")
-    else:
-        w = None
+    w = None if weight is None else check_weight(call.host(weight, "weight"), n)
     temperature = call.temperature(temperature, limits=False, host=True)
 
     if reduction == "mean":

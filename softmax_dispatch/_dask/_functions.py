@@ -12,8 +12,6 @@ normalised with the merged statistics: the input is read twice, never rechunked.
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from dataclasses import dataclass
 
 import dask.array as da
@@ -28,6 +26,7 @@ from .._args import (
     normalize_where,
     result_dtype,
 )
+from .._cross_entropy import check_options, check_weight
 from . import _blocks, _rows
 from ._graph import aligned, item, map_rows, new_axis, row_reduce
 
@@ -298,44 +297,17 @@ def gumbel_softmax(logits, axis=-1, tau=1.0, *, hard=False, seed=None, out=None,
 
 # -- cross_entropy ---------------------------------------------------------------------------
 
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_options(label_smoothing, ignore_index, reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing must be a real number, got {label_smoothing!r}")
-    smoothing = float(label_smoothing)
-    if not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if ignore_index is not None:
-        try:
-            ignore_index = operator.index(ignore_index)
-        except TypeError:
-            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}") from None
-    return smoothing, ignore_index
-
-
 def _check_weight(weight, n):
     if weight is None:
         return None
     if isinstance(weight, da.Array):  # one value per class: computed now, the one exception
         weight = weight.compute()
-    w = np.asarray(weight)
-    if w.dtype.kind not in "fiu":
-        raise TypeError(f"weight must be real, got dtype {w.dtype}")
-    if w.shape != (n,):
-        raise ValueError(f"weight has shape {w.shape}, expected ({n},): one per class")
-    w = w.astype(np.float64)
-    if not np.isfinite(w).all():
-        raise ValueError(f"weight must be finite, got {w[~np.isfinite(w)][0]!r}")
-    return w
+    return check_weight(weight, n)
 
 
 def cross_entropy(logits, target, axis=-1, temperature=1.0, *, weight=None, ignore_index=None,
                   label_smoothing=0.0, reduction="mean", return_grad=False, backend=None):
-    smoothing, ignore_index = _check_options(label_smoothing, ignore_index, reduction)
+    smoothing, ignore_index = check_options(label_smoothing, ignore_index, reduction)
     if isinstance(axis, (tuple, list)) or axis is None:
         raise TypeError(f"cross_entropy takes one class axis (an int), got axis={axis!r}")
     s = begin(logits, axis, backend, None, name="logits", like=(target,))
