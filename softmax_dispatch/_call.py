@@ -231,10 +231,11 @@ class Call:
             if not self.empty:
                 compute(out3)
             return work.result(result)
-        target = work.without_negative_strides(work.adopt(out))
-        out3 = None if self.empty else _device_view_3d(work, target, self.plan)
         if self.empty:
             return out
+        target = work.adopt(out)
+        # Kernels index with non-negative strides: a reversed out= takes the scratch path.
+        out3 = None if work.has_negative_strides(target) else _device_view_3d(work, target, self.plan)
         if out3 is not None and all(
             not work.may_share_memory(out3, a) or work.same_elements(out3, a) for a in inputs
         ):
@@ -243,8 +244,6 @@ class Call:
             scratch, scratch3 = self.new_result()
             compute(scratch3)
             work.copy(target, scratch)
-        if target is not out and work.pointer(target) != work.pointer(work.adopt(out)):
-            work.copy(work.adopt(out), target)  # out had negative strides
         return out
 
     def rows_float64(self, zeros: bool = False):

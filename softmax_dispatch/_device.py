@@ -93,9 +93,6 @@ class _Work:
     def same_elements(self, a, b) -> bool:
         return self.pointer(a) == self.pointer(b) and self.meta(a)[1] == self.meta(b)[1]
 
-    def writeable(self, a) -> bool:
-        return True
-
     def as_contiguous(self, a, dtype=None):
         """A C-contiguous copy of ``a`` (in ``dtype``)."""
         shape, _, own_dtype = self.meta(a)
@@ -106,9 +103,12 @@ class _Work:
     def astype(self, a, dtype):
         return a if self.meta(a)[2] == dtype else self.as_contiguous(a, dtype)
 
+    def has_negative_strides(self, a) -> bool:
+        return any(s < 0 for s in self.meta(a)[1])
+
     def without_negative_strides(self, a):
         """Kernels index with non-negative strides: copy the rare reversed view."""
-        return self.as_contiguous(a) if any(s < 0 for s in self.meta(a)[1]) else a
+        return self.as_contiguous(a) if self.has_negative_strides(a) else a
 
 
 # -- CuPy ----------------------------------------------------------------------------
@@ -347,10 +347,3 @@ def work_for(x, kind: str, backend: str):
     if kind == _arrays.CUPY or backend == "cupy":
         return CupyWork(x)
     return NumbaWork(x)
-
-
-def operand_kind_error(name: str, value, kind: str) -> TypeError:
-    return TypeError(
-        f"{name} is a {type(value).__module__}.{type(value).__name__}, but the input is a "
-        f"{kind} array on a CUDA device: pass {name} on the same device"
-    )

@@ -158,3 +158,15 @@ def test_torch_cuda_tensor_gives_a_torch_tensor(gpu_backend):
     y = sd.softmax(x, backend=gpu_backend)
     assert isinstance(y, torch.Tensor) and y.device == x.device
     torch.testing.assert_close(y, torch.softmax(x, dim=-1))
+
+
+@needs_numba_device
+def test_reversed_out_on_the_device():
+    from numba import cuda
+
+    host = np.random.default_rng(2).standard_normal((3, 5))
+    buffer = cuda.to_device(np.full((3, 5), np.nan))
+    out = buffer[::-1]
+    assert sd.softmax(cuda.to_device(host), out=out) is out
+    want = sd.softmax(host, backend="numpy")
+    np.testing.assert_allclose(buffer.copy_to_host()[::-1], want, rtol=1e-12)
