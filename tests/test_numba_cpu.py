@@ -67,7 +67,7 @@ kernels = {{"_softmax_rows": _numba_softmax, "_softmax_columns": _numba_softmax,
            "_logsumexp": _numba_family, "_softmax_backward": _numba_family,
            "_cross_entropy": _numba_family}}
 for name, module in kernels.items():
-    f = getattr(module, name)
+    f = getattr(module, name).serial  # these inputs are small: the serial twin ran
     asm = "".join(f.inspect_asm(s) for s in f.signatures)
     suffix = "ps" if "{dtype}" == "float32" else "pd"
     print(name, len(__import__("re").findall(r"vfmadd\\d+" + suffix + r"\\s+%[yz]mm", asm)))
@@ -112,3 +112,45 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
                         temperature=temperature if np.ndim(temperature) == 0 else temperature.T).T
             np.testing.assert_array_equal(contiguous, strided_out)
             np.testing.assert_array_equal(contiguous, columns)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_parallel_twins_give_the_same_bits(dtype, monkeypatch):
+    """Every kernel runs serially below ``SERIAL_BELOW`` elements and on the thread
+    pool above: forcing one twin, then the other, on the same inputs gives the same
+    bits for every function (row, short-row and strided kernels included)."""
+    import softmax_dispatch as sd
+    from softmax_dispatch.backends import _numba_jit
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((40, 70)) * 4).astype(dtype)
+    x[3, 5] = np.nan
+    x[4, :] = -np.inf
+    x[6, 2] = np.inf
+    short = (rng.standard_normal((300, 10)) * 4).astype(dtype)
+    mask = rng.random(x.shape) > 0.2
+    g = rng.standard_normal(x.shape).astype(dtype)
+    labels = rng.integers(0, x.shape[1], x.shape[0])
+    per_row = rng.uniform(0.5, 2.0, (x.shape[0], 1))
+
+    def results():
+        y = sd.softmax(x, backend="numba_cpu")
+        ly = sd.log_softmax(x, backend="numba_cpu")
+        s = sd.sparsemax(x, backend="numba_cpu")
+        loss, grad = sd.cross_entropy(x, labels, return_grad=True, reduction="none", backend="numba_cpu")
+        return [
+            y, ly, sd.softmax(short, backend="numba_cpu"), sd.softmax(x, axis=0, backend="numba_cpu"),
+            sd.softmax(x, temperature=per_row, backend="numba_cpu"),
+            sd.softmax(x, where=mask, backend="numba_cpu"),
+            sd.logsumexp(x, backend="numba_cpu"),
+            sd.softmax_backward(g, y, backend="numba_cpu"), sd.log_softmax_backward(g, ly, backend="numba_cpu"),
+            s, sd.sparsemax_backward(g, s, backend="numba_cpu"), sd.hardmax(x, backend="numba_cpu"),
+            sd.gumbel_softmax(x, seed=3, backend="numba_cpu"), loss, grad,
+        ]
+
+    monkeypatch.setattr(_numba_jit, "SERIAL_BELOW", 0)  # everything on the thread pool
+    pooled = results()
+    monkeypatch.setattr(_numba_jit, "SERIAL_BELOW", 2**62)  # everything serial
+    serial = results()
+    for a, b in zip(pooled, serial):
+        np.testing.assert_array_equal(a, b)

@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._numba_jit import jit
+from ._numba_jit import RowKernel, jit
 from ._numba_softmax import (
     _careful_row,
     _divisor,
@@ -81,7 +81,7 @@ def _clear_masked(outr, mr, value):
 # -- masked softmax / log_softmax ------------------------------------------------------
 
 
-@jit(parallel=True)
+@RowKernel
 def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
     tasks, n = x.shape
     for c in prange(n_chunks):
@@ -132,7 +132,7 @@ def _lse_row(xr, temperature, scratch):
     return np.float64(m) + temperature * math.log1p(total + (maxima - 1))
 
 
-@jit(parallel=True)
+@RowKernel
 def _logsumexp(x, out, masked, mask, temperature, n_chunks):
     tasks, n = x.shape
     for c in prange(n_chunks):
@@ -235,7 +235,7 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr, block):
         _clear_masked(outr, mr, 0.0)
 
 
-@jit(parallel=True)
+@RowKernel
 def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks):
     tasks, n = y.shape
     for c in prange(n_chunks):
@@ -292,7 +292,7 @@ def _sparsemax_row(xr, outr, temperature, z, candidates):
         outr[i] = max(z[i] - tau, 0.0)
 
 
-@jit(parallel=True)
+@RowKernel
 def _sparsemax(x, out, temperature, masked, mask, n_chunks):
     tasks, n = x.shape
     for c in prange(n_chunks):
@@ -311,7 +311,7 @@ def _sparsemax(x, out, temperature, masked, mask, n_chunks):
                 _sparsemax_row(x[r], outr, t, z, candidates)
 
 
-@jit(parallel=True)
+@RowKernel
 def _sparsemax_backward(g, y, out, temperature, masked, mask, n_chunks):
     """On the support (``y > 0``, not masked): ``(g - mean of g there) / T``; else 0."""
     tasks, n = y.shape
@@ -367,7 +367,7 @@ def _hardmax_row(xr, outr, first):
         outr[i] = share if xr[i] == m else 0.0
 
 
-@jit(parallel=True)
+@RowKernel
 def _hardmax(x, out, first, masked, mask, n_chunks):
     tasks, n = x.shape
     for c in prange(n_chunks):
@@ -398,7 +398,7 @@ def _gumbel(seed, row, position):
     return -math.log(-math.log(u))
 
 
-@jit(parallel=True)
+@RowKernel
 def _gumbel_perturb(x, out, seed, n_chunks):
     """``out[r, k] = x[r, k] + noise(seed, r, k)``, added in float64, rounded once."""
     rows, n = x.shape
@@ -497,7 +497,7 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
     return loss
 
 
-@jit(parallel=True)
+@RowKernel
 def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss,
                    index_mode, want_grad, grad, n_chunks):
     tasks, n = x.shape

@@ -9,9 +9,14 @@ say so once, naming the fix (``NUMBA_CACHE_DIR``).
 
 from __future__ import annotations
 
+import functools
+import types
 import warnings
 
 import numba
+
+#: Inputs with fewer elements than this (about 20 us of work) run serially.
+SERIAL_BELOW = 2**15
 
 _warned = False
 
@@ -43,3 +48,41 @@ def jit(**options):
             return numba.njit(cache=False, **options)(function)
 
     return decorate
+
+
+class RowKernel:
+    """A ``prange`` kernel compiled twice: ``parallel=True`` for large inputs, and
+    plain (``prange`` runs as ``range``) for inputs of fewer than ``SERIAL_BELOW``
+    elements in the first argument.
+
+    A small input gains nothing from the thread pool: waking it costs more than
+    the work, and a pool thread that the OS has descheduled (another process busy
+    on the other core) stalls the call for a whole time slice.  Calling a serial
+    twin also saves the 4 us that lowering Numba's thread count around the call
+    cost (two ``set_num_threads``, one ``get_num_threads``).  Both twins call the
+    same compiled row routines, and a row is always computed whole by one task,
+    so the choice never changes a result.
+
+    The twin is compiled from a copy of the function under another qualified
+    name: Numba's on-disk cache keys entries by name and signature, not by the
+    ``parallel`` flag, so two dispatchers of one function would share entries.
+    """
+
+    def __init__(self, function):
+        functools.update_wrapper(self, function)
+        self.parallel = jit(parallel=True)(function)
+        # parallel=True implies NumPy's error model (a float division by zero is
+        # inf or NaN, not ZeroDivisionError); the serial twin must match it.
+        self.serial = jit(error_model="numpy")(_renamed(function, "_serial"))
+
+    def __call__(self, *args):
+        kernel = self.parallel if args[0].size >= SERIAL_BELOW else self.serial
+        return kernel(*args)
+
+
+def _renamed(function, suffix: str):
+    twin = types.FunctionType(function.__code__, function.__globals__, function.__name__ + suffix,
+                              function.__defaults__, function.__closure__)
+    twin.__qualname__ = function.__qualname__ + suffix
+    twin.__module__ = function.__module__
+    return twin

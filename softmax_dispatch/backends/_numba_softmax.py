@@ -49,11 +49,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ._numba_jit import jit
+from ._numba_jit import RowKernel, jit
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
-
-#: Inputs with fewer elements than this (about 20 us of work) run on one thread.
-SERIAL_BELOW = 2**15
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
@@ -399,7 +396,7 @@ def _softmax_row(xr, outr, temperature, log_output, scratch):
             outr[i] = exps[i] * scale
 
 
-@jit(parallel=True)
+@RowKernel
 def _softmax_rows(x, out, temperature, log_output, n_chunks):
     rows, n = x.shape
     t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
@@ -411,7 +408,7 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks):
             _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
 
 
-@jit(parallel=True)
+@RowKernel
 def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     """Many short contiguous rows (``n < SHORT_ROW``): the exp runs over whole groups.
 
@@ -485,7 +482,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
 # -- strided kernel (reduction over a non-last axis) ---------------------------------
 
 
-@jit(parallel=True)
+@RowKernel
 def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     """Normalise ``x`` (``(outer, n, inner)``) along axis 1, ``block`` columns per task.
 

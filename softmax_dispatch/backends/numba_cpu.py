@@ -10,13 +10,11 @@ routines) and ``_numba_family`` (everything else).
 
 from __future__ import annotations
 
-import contextlib
-
 import numba
 import numpy as np
 
 from . import _numba_family as family
-from ._numba_softmax import SERIAL_BELOW, launch_softmax
+from ._numba_softmax import launch_softmax
 
 #: Stand-ins for absent optional operands (one compiled specialisation per kernel).
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)
@@ -25,23 +23,6 @@ _NO_LABELS = np.zeros((1,), dtype=np.int64)
 
 def unavailable_reason() -> str | None:
     return None
-
-
-@contextlib.contextmanager
-def _threads_for(size: int):
-    """Small inputs run on the calling thread alone: waking the pool costs more
-    than the work, and a pool thread that the OS has descheduled (another process
-    busy on the core) stalls the call for a whole time slice.  Numba's thread
-    count is per calling thread, so this is thread-safe."""
-    if size >= SERIAL_BELOW:
-        yield
-        return
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(threads)
 
 
 def _chunks(tasks: int) -> int:
@@ -97,8 +78,7 @@ def softmax(x3, out3, temperature, log_output, mask3=None) -> None:
         x = _wide(x3)
 
         def compute(target):
-            with _threads_for(x.size):
-                launch_softmax(x, target, temperature, log_output)
+            launch_softmax(x, target, temperature, log_output)
 
         if out3.dtype == np.float16:
             wide = np.empty(out3.shape, dtype=np.float32)
@@ -111,8 +91,7 @@ def softmax(x3, out3, temperature, log_output, mask3=None) -> None:
     t = _row_values(temperature, x3.shape)
 
     def compute_masked(target):
-        with _threads_for(x.size):
-            family._softmax_masked(x, target, _rows(mask3), t, log_output, _chunks(x.shape[0]))
+        family._softmax_masked(x, target, _rows(mask3), t, log_output, _chunks(x.shape[0]))
 
     _into_rows(out3, compute_masked)
 
@@ -124,8 +103,7 @@ def _work(a3):
 def logsumexp(x3, out2, temperature, mask3=None) -> None:
     x = _rows(x3, _work(x3))
     lse = np.empty(x.shape[0])
-    with _threads_for(x.size):
-        family._logsumexp(x, lse, *_mask_args(mask3), _row_values(temperature, x3.shape), _chunks(x.shape[0]))
+    family._logsumexp(x, lse, *_mask_args(mask3), _row_values(temperature, x3.shape), _chunks(x.shape[0]))
     out2[...] = lse.reshape(out2.shape)
 
 
@@ -134,8 +112,7 @@ def softmax_backward(g3, y3, out3, temperature, log_output, mask3=None) -> None:
     t = _row_values(temperature, y3.shape)
 
     def compute(target):
-        with _threads_for(y.size):
-            family._softmax_backward(g, y, target, t, log_output, *_mask_args(mask3), _chunks(y.shape[0]))
+        family._softmax_backward(g, y, target, t, log_output, *_mask_args(mask3), _chunks(y.shape[0]))
 
     _into_rows(out3, compute)
 
@@ -145,8 +122,7 @@ def sparsemax(x3, out3, temperature, mask3=None) -> None:
     t = _row_values(temperature, x3.shape)
 
     def compute(target):
-        with _threads_for(x.size):
-            family._sparsemax(x, target, t, *_mask_args(mask3), _chunks(x.shape[0]))
+        family._sparsemax(x, target, t, *_mask_args(mask3), _chunks(x.shape[0]))
 
     _into_rows(out3, compute)
 
@@ -156,8 +132,7 @@ def sparsemax_backward(g3, y3, out3, temperature, mask3=None) -> None:
     t = _row_values(temperature, y3.shape)
 
     def compute(target):
-        with _threads_for(y.size):
-            family._sparsemax_backward(g, y, target, t, *_mask_args(mask3), _chunks(y.shape[0]))
+        family._sparsemax_backward(g, y, target, t, *_mask_args(mask3), _chunks(y.shape[0]))
 
     _into_rows(out3, compute)
 
@@ -166,8 +141,7 @@ def hardmax(x3, out3, first, mask3=None) -> None:
     x = _rows(x3, _work(x3))
 
     def compute(target):
-        with _threads_for(x.size):
-            family._hardmax(x, target, first, *_mask_args(mask3), _chunks(x.shape[0]))
+        family._hardmax(x, target, first, *_mask_args(mask3), _chunks(x.shape[0]))
 
     _into_rows(out3, compute)
 
@@ -177,15 +151,13 @@ def gumbel_softmax(x3, out3, temperature, hard, seed) -> None:
     # The perturbed logits go to a working buffer, then are normalised into out
     # (two passes over memory; the noise costs two logs per element).
     perturbed = np.empty(x.shape, dtype=x.dtype)
-    with _threads_for(x.size):
-        family._gumbel_perturb(x, perturbed, np.uint64(seed), _chunks(x.shape[0]))
+    family._gumbel_perturb(x, perturbed, np.uint64(seed), _chunks(x.shape[0]))
 
     def compute(target):
-        with _threads_for(x.size):
-            if hard:
-                family._hardmax(perturbed, target, True, False, _NO_MASK, _chunks(x.shape[0]))
-            else:
-                launch_softmax(perturbed[:, :, None], target[:, :, None], temperature, False)
+        if hard:
+            family._hardmax(perturbed, target, True, False, _NO_MASK, _chunks(x.shape[0]))
+        else:
+            launch_softmax(perturbed[:, :, None], target[:, :, None], temperature, False)
 
     _into_rows(out3, compute)
 
@@ -201,12 +173,11 @@ def cross_entropy(x3, labels, probs3, weight, smoothing, temperature, grad_scale
     losses = np.empty(rows)
 
     def compute(target, want_grad):
-        with _threads_for(x.size):
-            family._cross_entropy(
-                x, labels1, probs, w, float(smoothing), _row_values(temperature, x3.shape),
-                _row_values(np.broadcast_to(grad_scale, temperature.shape), x3.shape),
-                losses, index_mode, want_grad, target, _chunks(rows),
-            )
+        family._cross_entropy(
+            x, labels1, probs, w, float(smoothing), _row_values(temperature, x3.shape),
+            _row_values(np.broadcast_to(grad_scale, temperature.shape), x3.shape),
+            losses, index_mode, want_grad, target, _chunks(rows),
+        )
 
     if grad3 is None:
         compute(np.zeros((1, 1), dtype=work), False)
