@@ -108,7 +108,10 @@ def logsumexp(x3, out2, temperature, mask3=None) -> None:
 
 
 def softmax_backward(g3, y3, out3, temperature, log_output, mask3=None) -> None:
-    g, y = _rows(g3, _work(y3)), _rows(y3, _work(y3))
+    # C-contiguous rows (a copy only for strided input): the kernel's sums are
+    # vectorised reductions whose order must not depend on the layout.
+    g = np.ascontiguousarray(_rows(g3, _work(y3)))
+    y = np.ascontiguousarray(_rows(y3, _work(y3)))
     t = _row_values(temperature, y3.shape)
 
     def compute(target):
