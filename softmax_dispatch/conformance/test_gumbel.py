@@ -137,7 +137,14 @@ def test_tau(backend):
     got = backend.gumbel_softmax(x, tau=backend.put_operand(tau), seed=3)
     np.testing.assert_array_equal(got, backend.gumbel_softmax(x, tau=tau, seed=3))  # from the host too
     for i, t in enumerate(tau[:, 0]):
-        np.testing.assert_array_equal(got[i], backend.gumbel_softmax(x, tau=float(t), seed=3)[i])
+        alone = backend.gumbel_softmax(x, tau=float(t), seed=3)[i]
+        if backend.on_device and 0 < t < inf:
+            # On a GPU backend a per-row temperature takes the generic block-per-row
+            # kernel and a scalar one a fast kernel (warp per row here): the same
+            # noise and formula, sums in another order, so agreement to rounding.
+            np.testing.assert_allclose(got[i], alone, rtol=1e-14, atol=0)
+        else:  # CPU backends: one row routine for both, the same bits
+            np.testing.assert_array_equal(got[i], alone)
     # hard ignores tau's value: the same one-hot.
     np.testing.assert_array_equal(backend.gumbel_softmax(x, tau=5.0, hard=True, seed=3),
                                   backend.gumbel_softmax(x, hard=True, seed=3))
