@@ -91,7 +91,7 @@ def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
             mr = mask[r]
             outr = out[r]
             _mask_into(x[r], mr, xm)
-            _softmax_row(xm, outr, _per_row(temperature, r), log_output, scratch)
+            _softmax_row(xm, outr, _per_row(temperature, r), log_output, scratch, True)
             _clear_masked(outr, mr, -np.inf if log_output else 0.0)
 
 

@@ -7,11 +7,12 @@ compute a row with the same routine, so they give the same bits:
 ``_softmax_rows`` (``inner == 1``)
     One row per task, ``prange`` over rows.  Four passes over a row: a max pass
     (the only one that streams ``x`` from memory), an exp pass that stores
-    ``exp(t)`` into a per-thread scratch row, a sum over the scratch, and a pass
-    that writes ``out = scratch / sum`` (``log_softmax``: ``t - log(sum)``,
-    recomputing ``t``).  A row of up to ~256 KiB (and its scratch) stays in L2
-    between passes, so memory traffic is one read of ``x`` and one write of
-    ``out`` (plus the read-for-ownership of ``out``).
+    ``exp(t)`` into ``out`` (into a per-thread scratch row when ``out`` may overlap
+    ``x`` or is not contiguous), a sum over them, and a pass that scales them in
+    place (``out = scratch / sum`` from scratch; ``log_softmax``: ``t - log(sum)``,
+    recomputing ``t``).  A row of up to ~256 KiB stays in L2 between passes, so
+    memory traffic is one read of ``x`` and one write of ``out`` (plus the
+    read-for-ownership of ``out``).
 
 ``_softmax_short_rows`` (contiguous rows shorter than ``SHORT_ROW``)
     The same numbers, but the exp runs over groups of rows at once.
@@ -370,9 +371,21 @@ def _store_exps(xr, e, m, pre, tq, log_output):
     return maxima
 
 
+def _c_contiguous(a):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_c_contiguous, inline="always")
+def _c_contiguous_overload(a):
+    """Whether ``a``'s Numba type is C-contiguous: a compile-time constant."""
+    contiguous = a.layout == "C"
+    return lambda a: contiguous
+
+
 @jit()
-def _softmax_row(xr, outr, temperature, log_output, scratch):
-    """One row.  ``scratch`` is a C-contiguous buffer of the row's length for the exps."""
+def _softmax_row(xr, outr, temperature, log_output, scratch, separate):
+    """One row.  ``scratch`` is a C-contiguous buffer of the row's length for the
+    exps; ``separate``: the caller knows ``outr`` does not overlap ``xr``."""
     if _is_limit(temperature):
         _limit_row(xr, outr, temperature, log_output)
         return
@@ -381,23 +394,41 @@ def _softmax_row(xr, outr, temperature, log_output, scratch):
         _careful_row(xr, outr, temperature, log_output, m)
         return
     pre, tq = _divisor(temperature, m)
+    n = xr.shape[0]
+    if separate and _c_contiguous(outr):
+        # The exps go straight into out, are summed there and scaled in place
+        # while the row is in L2: the last pass reads and writes cache instead of
+        # reading scratch and writing memory.  (64, 50257) float32, one thread:
+        # 2.37 -> 1.93 ms.  Same bits as below: the same stores, and _lane_sum
+        # over the same values with the same (C-contiguous) specialisation.
+        maxima = _store_exps(xr, outr, m, pre, tq, log_output)
+        total = _lane_sum(outr)
+        if log_output:
+            log_s = _like(math.log1p(total + (maxima - 1)), m)
+            for i in range(n):
+                outr[i] = ((xr[i] - m) * pre) / tq - log_s
+        else:
+            scale = _like(1.0 / total, m)
+            for i in range(n):
+                outr[i] = outr[i] * scale
+        return
     # exp(t) goes to scratch (x may be out, and log output needs x again), the
     # sum reads it back from L1/L2: see _lane_sum for why it is a loop of its own.
-    exps = scratch[: xr.shape[0]]
+    exps = scratch[:n]
     maxima = _store_exps(xr, exps, m, pre, tq, log_output)
     total = _lane_sum(exps)
     if log_output:
         log_s = _like(math.log1p(total + (maxima - 1)), m)
-        for i in range(xr.shape[0]):
+        for i in range(n):
             outr[i] = ((xr[i] - m) * pre) / tq - log_s
     else:
         scale = _like(1.0 / total, m)
-        for i in range(xr.shape[0]):
+        for i in range(n):
             outr[i] = exps[i] * scale
 
 
 @RowKernel
-def _softmax_rows(x, out, temperature, log_output, n_chunks):
+def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
     rows, n = x.shape
     t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
     # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
@@ -405,7 +436,7 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks):
     for c in prange(n_chunks):
         scratch = np.empty(n, dtype=x.dtype)
         for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
-            _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch)
+            _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch, separate)
 
 
 @RowKernel
@@ -551,7 +582,7 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
                         tile_row[k] = buffer[k - k0, j]
             for j in range(w):
                 t = temperature[o * o_step, (j0 + j) * j_step]
-                _softmax_row(tile[j], tile[j], t, log_output, scratch)
+                _softmax_row(tile[j], tile[j], t, log_output, scratch, False)
             for k0 in range(0, n, 16):
                 k1 = min(k0 + 16, n)
                 for j in range(w):
@@ -580,7 +611,9 @@ def launch_softmax(x3, out3, temperature, log_output) -> None:
             groups = -(-outer // max(1, 4096 // n))
             _softmax_short_rows(x2, out2, temperature, log_output, min(groups, chunks_per_call))
         else:
-            _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call))
+            # Bounds only (no exact overlap test): a false "may share" costs speed, never bits.
+            separate = not np.may_share_memory(x2, out2)
+            _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call), separate)
     else:
         # Columns per tile: a tile of n rows stays within TILE_BYTES; at least one
         # 64-byte line of columns (the unit memory is read in), at most 64.
