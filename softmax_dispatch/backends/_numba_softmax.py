@@ -433,8 +433,12 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
     t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
     # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
     # chunk (a million rows of 10 would otherwise pay a million allocations).
+    # Only rows that cannot write their exps into out need the scratch row: a
+    # 200 KiB allocation per chunk is an mmap/munmap pair (and a TLB shootdown
+    # across the pool's threads) per call.
+    need_scratch = not (separate and _c_contiguous(out))
     for c in prange(n_chunks):
-        scratch = np.empty(n, dtype=x.dtype)
+        scratch = np.empty(n if need_scratch else 0, dtype=x.dtype)
         for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
             _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch, separate)
 
