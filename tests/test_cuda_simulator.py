@@ -7,11 +7,11 @@ needs that), so these run here as a subprocess: the kernel-level simulator tests
 every family function), the device dispatch tests, and these files of the
 conformance suite through the front end: special values, masks and temperature
 limits, sparsemax and hardmax, Gumbel-softmax (all but the 20,000-row
-goodness-of-fit test, 12 minutes alone) and the gradients.  About 15 minutes on
-one core of the development machine.
+goodness-of-fit test, 12 minutes alone), gradients, accuracy and properties.  About
+18 minutes on one core of the development machine.
 
-The rest of the conformance suite (logsumexp, cross-entropy, accuracy, properties,
-determinism, arguments) also runs on the simulator
+The rest of the conformance suite (logsumexp, cross-entropy, determinism,
+arguments) also runs on the simulator
 (``NUMBA_ENABLE_CUDASIM=1 python -m pytest softmax_dispatch/conformance --backend numba_cuda``)
 but takes about an hour more on this machine: the simulator runs each CUDA thread
 as a Python thread, so it is not part of every test run.  docs/cuda-kernels.md
@@ -49,6 +49,8 @@ def test_conformance_suite_on_the_cuda_simulator():
         "softmax_dispatch/conformance/test_sparsemax_hardmax.py",
         "softmax_dispatch/conformance/test_gumbel.py",
         "softmax_dispatch/conformance/test_gradients.py",
+        "softmax_dispatch/conformance/test_accuracy.py",
+        "softmax_dispatch/conformance/test_properties.py",
         "-k", "not test_goodness_of_fit",
         "tests/test_numba_cuda_sim.py", "tests/test_device_dispatch.py",
     ]
