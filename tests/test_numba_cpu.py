@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -154,3 +155,35 @@ def test_serial_and_parallel_twins_give_the_same_bits(dtype, monkeypatch):
     serial = results()
     for a, b in zip(pooled, serial):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_and_min_over_integer_keys_are_exact(dtype):
+    """``_row_max``/``_row_max_min`` reduce integer keys of the floats
+    (``_float_keys``): the result is NumPy's ``nanmax``/``nanmin`` for every
+    special value, with ``-inf``/``+inf`` for a row of NaN."""
+    from softmax_dispatch.backends._numba_softmax import _row_max, _row_max_min
+
+    info = np.finfo(dtype)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, info.max, -info.max,
+                         info.tiny, -info.tiny, info.smallest_subnormal, -info.smallest_subnormal,
+                         1.0, -1.0], dtype=dtype)
+    rng = np.random.default_rng(3)
+    rows = [specials, specials[::-1], np.full(5, np.nan, dtype), np.array([-np.inf, np.nan], dtype),
+            np.array([-0.0, 0.0], dtype), np.array([0.0, -0.0], dtype), np.array([-5.0], dtype)]
+    for n in (1, 7, 16, 17, 100, 1000):  # vector body and scalar tail
+        for _ in range(20):
+            row = rng.choice(specials, n) if rng.random() < 0.5 else (rng.standard_normal(n) * 1e3).astype(dtype)
+            rows.append(row)
+            rows.append(row[::3])  # a strided row
+    for row in rows:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmax of an all-NaN row
+            want_max = np.nanmax(row) if not np.all(np.isnan(row)) else -np.inf
+            want_min = np.nanmin(row) if not np.all(np.isnan(row)) else np.inf
+        got_max = _row_max(row)
+        got_max2, got_min = _row_max_min(row)
+        assert got_max == want_max and got_max2 == want_max, (row, got_max, want_max)
+        assert got_min == want_min, (row, got_min, want_min)
+        if want_max == 0:  # the max of a row holding +0.0 is +0.0 whatever the order
+            assert np.signbit(got_max) == (not np.any((row == 0) & ~np.signbit(row)))

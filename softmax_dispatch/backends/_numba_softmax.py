@@ -30,7 +30,8 @@ Numerics (the contract in ``softmax_dispatch.softmax``):
   float16 on the CPU), which costs one extra pass over the input and the output.
 - ``exp`` is our own vectorisable one (``_simd_exp``): Numba's calls libm once per
   element and stops LLVM from vectorising the loop.
-- Max and min are written with eight explicit accumulators; the one sum,
+- Max and min reduce integer keys of the floats (``_float_keys``, vectorised and
+  exact, so order-free); the one sum,
   ``_lane_sum``, is the only function with ``reassoc`` and always reads a
   contiguous scratch row, so it is the same compiled loop for every layout and
   in-place call.  No ``nnan``/``ninf`` anywhere: NaN and inf keep IEEE meaning.
@@ -51,6 +52,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._numba_jit import RowKernel, jit
+from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
@@ -128,55 +130,32 @@ def _up(a, v):
     return v if v > a else a
 
 
-@jit(inline="always")
-def _down(a, v):
-    return v if v < a else a
-
-
 @jit()
 def _row_max(xr):
-    """Max of a row ignoring NaN (-inf for an all-NaN row), over 8 explicit lanes.
+    """Max of a row ignoring NaN (-inf for an all-NaN or empty row).
 
-    LLVM does not vectorise a select-based max reduction without ``nnan``; eight
-    independent accumulators at least run in parallel (this is the pass that
-    streams x from memory).
+    Reduced over order-preserving integer keys (``_float_keys``): LLVM
+    vectorises an integer max, never a float max without ``nnan``.  The max is
+    exact, so the order of the reduction cannot change it.
     """
-    n = xr.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
-    i = 0
-    while i + 8 <= n:
-        a0, a1, a2, a3 = _up(a0, xr[i]), _up(a1, xr[i + 1]), _up(a2, xr[i + 2]), _up(a3, xr[i + 3])
-        a4, a5, a6, a7 = _up(a4, xr[i + 4]), _up(a5, xr[i + 5]), _up(a6, xr[i + 6]), _up(a7, xr[i + 7])
-        i += 8
-    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-    while i < n:
-        m = _up(m, xr[i])
-        i += 1
-    return m
+    best = max_key(_like(-np.inf, xr[0]))
+    for i in range(xr.shape[0]):
+        k = max_key(xr[i])
+        best = k if k > best else best
+    return from_key(best, xr[0])
 
 
 @jit()
 def _row_max_min(xr):
-    """(max, min) of a row ignoring NaN, over 8 explicit lanes each."""
-    n = xr.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _like(-np.inf, xr[0])
-    z0 = z1 = z2 = z3 = z4 = z5 = z6 = z7 = _like(np.inf, xr[0])
-    i = 0
-    while i + 8 <= n:
-        v0, v1, v2, v3 = xr[i], xr[i + 1], xr[i + 2], xr[i + 3]
-        v4, v5, v6, v7 = xr[i + 4], xr[i + 5], xr[i + 6], xr[i + 7]
-        a0, a1, a2, a3 = _up(a0, v0), _up(a1, v1), _up(a2, v2), _up(a3, v3)
-        a4, a5, a6, a7 = _up(a4, v4), _up(a5, v5), _up(a6, v6), _up(a7, v7)
-        z0, z1, z2, z3 = _down(z0, v0), _down(z1, v1), _down(z2, v2), _down(z3, v3)
-        z4, z5, z6, z7 = _down(z4, v4), _down(z5, v5), _down(z6, v6), _down(z7, v7)
-        i += 8
-    m = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
-    lo = min(min(min(z0, z1), min(z2, z3)), min(min(z4, z5), min(z6, z7)))
-    while i < n:
-        m = _up(m, xr[i])
-        lo = _down(lo, xr[i])
-        i += 1
-    return m, lo
+    """(max, min) of a row ignoring NaN, over integer keys as ``_row_max``."""
+    best = max_key(_like(-np.inf, xr[0]))
+    least = min_key(_like(np.inf, xr[0]))
+    for i in range(xr.shape[0]):
+        k = max_key(xr[i])
+        best = k if k > best else best
+        k = min_key(xr[i])
+        least = k if k < least else least
+    return from_key(best, xr[0]), from_key(least, xr[0])
 
 
 @jit()
