@@ -35,6 +35,7 @@ import math
 import numpy as np
 from numba import prange
 
+from ._float_keys import from_key, max_key
 from ._numba_jit import RowKernel, jit
 from ._numba_softmax import (
     _careful_row,
@@ -335,34 +336,44 @@ def _sparsemax_backward(g, y, out, temperature, masked, mask, n_chunks):
 
 @jit()
 def _hardmax_row(xr, outr, first):
+    """One-hot of the max (``first``) or the maxima sharing the mass.
+
+    Max and NaN count in one pass over integer keys (``_float_keys``: both are
+    integer reductions, so the loop vectorises), a count of the maxima, a write.
+    Constants are in the row's precision: a float64 ``0.0`` would make the write
+    loop convert every float32 element.
+    """
     n = xr.shape[0]
-    m = _like(-np.inf, xr[0])
+    best = max_key(_like(-np.inf, xr[0]))
     nans = 0
     for i in range(n):
         v = xr[i]
         nans += v != v
-        m = v if v > m else m
+        k = max_key(v)
+        best = k if k > best else best
+    m = from_key(best, xr[0])
+    zero, one = _like(0.0, m), _like(1.0, m)
     if nans:
         for i in range(n):
             outr[i] = np.nan
         return
     if m == -np.inf:  # all -inf or fully masked
         for i in range(n):
-            outr[i] = 0.0
+            outr[i] = zero
         return
     if first:
         chosen = 0
         while xr[chosen] != m:
             chosen += 1
         for i in range(n):
-            outr[i] = 1.0 if i == chosen else 0.0
+            outr[i] = one if i == chosen else zero
         return
     k = 0
     for i in range(n):
         k += xr[i] == m
     share = _like(1.0 / k, m)
     for i in range(n):
-        outr[i] = share if xr[i] == m else 0.0
+        outr[i] = share if xr[i] == m else zero
 
 
 @RowKernel
