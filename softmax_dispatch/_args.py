@@ -41,6 +41,8 @@ def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
     A 0-d array accepts ``axis`` in ``(None, 0, -1, ())``: its single element is the
     whole reduction.
     """
+    if axis.__class__ is int and -ndim <= axis < ndim:  # the common call
+        return (axis % ndim,)
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, tuple):

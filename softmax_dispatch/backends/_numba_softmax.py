@@ -46,12 +46,11 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ._numba_jit import RowKernel, jit
+from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 
@@ -582,9 +581,7 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
 def launch_softmax(x3, out3, temperature, log_output) -> None:
     """Run the kernel for the layout (float32/float64; thread count set by the caller)."""
     outer, n, inner = x3.shape
-    # Several chunks per thread balance the load; how work is chunked never
-    # changes a result (each row or column block is computed whole by one task).
-    chunks_per_call = 8 * numba.get_num_threads()
+    chunks_per_call = CHUNKS_PER_CALL
     if inner == 1:
         x2, out2 = x3[:, :, 0], out3[:, :, 0]
         if n < SHORT_ROW and x2.flags.c_contiguous and out2.flags.c_contiguous:

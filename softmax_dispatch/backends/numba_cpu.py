@@ -10,10 +10,10 @@ routines) and ``_numba_family`` (everything else).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import _numba_family as family
+from ._numba_jit import CHUNKS_PER_CALL
 from ._numba_softmax import launch_softmax
 
 #: Stand-ins for absent optional operands (one compiled specialisation per kernel).
@@ -26,9 +26,7 @@ def unavailable_reason() -> str | None:
 
 
 def _chunks(tasks: int) -> int:
-    # Several chunks per thread balance the load; how work is chunked never
-    # changes a result (each row is computed whole by one task).
-    return max(1, min(tasks, 8 * numba.get_num_threads()))
+    return max(1, min(tasks, CHUNKS_PER_CALL))
 
 
 def _wide(a):
