@@ -109,10 +109,16 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
             contiguous = f(x, temperature=temperature, backend="numba_cpu")
             strided_out = np.empty((300, n + 3), dtype)[:, :n]  # not contiguous: row kernel
             f(x, temperature=temperature, out=strided_out, backend="numba_cpu")
+            t_columns = temperature if np.ndim(temperature) == 0 else temperature.T
             columns = f(np.ascontiguousarray(x.T), axis=0, backend="numba_cpu",
-                        temperature=temperature if np.ndim(temperature) == 0 else temperature.T).T
+                        temperature=t_columns).T
+            # columns two elements apart: the element-wise tile copies, not the
+            # in-register block transposes
+            spaced = np.repeat(x.T, 2, axis=1)[:, ::2]
+            spaced_columns = f(spaced, axis=0, backend="numba_cpu", temperature=t_columns).T
             np.testing.assert_array_equal(contiguous, strided_out)
             np.testing.assert_array_equal(contiguous, columns)
+            np.testing.assert_array_equal(contiguous, spaced_columns)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

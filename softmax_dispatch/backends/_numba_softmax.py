@@ -53,14 +53,19 @@ from numba.extending import overload
 from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
+from ._transpose import transpose_block
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
 
 #: Bytes of the transposed tile in the strided kernel.  Longer contiguous runs per
-#: row read (256 B for float32 at n = 4096) beat staying inside the 1 MiB L2:
-#: 60 vs 72 ms on the axis-0 case, measured on a shared machine (docs/performance.md).
+#: row read (256 B for float32 at n = 4096) beat staying inside the 1 MiB L2.  With
+#: the in-register transposes, (4096, 4096) float32 axis 0 into out=: 256 KiB
+#: tiles 23 ms, 512 KiB 19 ms, 1 MiB 12.5 ms, 2-8 MiB (up to 256 columns) the same.
 TILE_BYTES = 1024 * 1024
+
+#: Most columns per tile.
+MAX_BLOCK = 64
 
 
 # -- type helpers: one generic kernel body for float32 and float64 ------------------
@@ -519,23 +524,99 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
 # -- strided kernel (reduction over a non-last axis) ---------------------------------
 
 
+@jit()
+def _tile_in(x2, j0, w, tile, buffer):
+    """``tile[j, k] = x2[k, j0 + j]`` for ``j < w``, through the L1 ``buffer``:
+    rows of x are copied whole, and the transposition happens between the
+    buffer and the tile.  Done directly, LLVM vectorises the copy with gather
+    or scatter instructions, 3-5x slower on Zen 4.  (Any strides; the
+    unit-stride case takes ``transpose_block`` instead.)"""
+    n = x2.shape[0]
+    for k0 in range(0, n, 16):
+        k1 = min(k0 + 16, n)
+        for k in range(k0, k1):
+            xk = x2[k, j0 : j0 + w]
+            bk = buffer[k - k0]
+            for j in range(w):
+                bk[j] = xk[j]
+        for j in range(w):
+            tile_row = tile[j]
+            for k in range(k0, k1):
+                tile_row[k] = buffer[k - k0, j]
+
+
+@jit()
+def _tile_out(tile, out2, j0, w, buffer):
+    """``out2[k, j0 + j] = tile[j, k]``, the inverse of ``_tile_in``."""
+    n = out2.shape[0]
+    for k0 in range(0, n, 16):
+        k1 = min(k0 + 16, n)
+        for j in range(w):
+            tile_row = tile[j]
+            for k in range(k0, k1):
+                buffer[k - k0, j] = tile_row[k]
+        for k in range(k0, k1):
+            ok = out2[k, j0 : j0 + w]
+            bk = buffer[k - k0]
+            for j in range(w):
+                ok[j] = bk[j]
+
+
+@jit()
+def _tile_in_blocks(x2, j0, w, tile):
+    """``_tile_in`` for unit-stride rows: whole L x L blocks in registers
+    (``transpose_block``), the ragged edges element by element."""
+    n = x2.shape[0]
+    lanes = 64 // x2.itemsize
+    n_full, w_full = n - n % lanes, w - w % lanes
+    for k0 in range(0, n_full, lanes):
+        for j in range(0, w_full, lanes):
+            transpose_block(x2, k0, j0 + j, tile, j, k0)
+    for k in range(n):
+        for j in range(w_full, w):
+            tile[j, k] = x2[k, j0 + j]
+    for k in range(n_full, n):
+        for j in range(w_full):
+            tile[j, k] = x2[k, j0 + j]
+
+
+@jit()
+def _tile_out_blocks(tile, out2, j0, w):
+    """``_tile_out`` for unit-stride rows, as ``_tile_in_blocks``."""
+    n = out2.shape[0]
+    lanes = 64 // out2.itemsize
+    n_full, w_full = n - n % lanes, w - w % lanes
+    for k0 in range(0, n_full, lanes):
+        for j in range(0, w_full, lanes):
+            transpose_block(tile, j, k0, out2, k0, j0 + j)
+    for k in range(n):
+        for j in range(w_full, w):
+            out2[k, j0 + j] = tile[j, k]
+    for k in range(n_full, n):
+        for j in range(w_full):
+            out2[k, j0 + j] = tile[j, k]
+
+
 @RowKernel
 def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     """Normalise ``x`` (``(outer, n, inner)``) along axis 1, ``block`` columns per task.
 
     A task copies ``x[o, :, j0:j0 + block]`` (``n`` contiguous runs of ``block``
-    elements, one cache line or two) into a transposed tile of ``block`` rows of
-    ``n``, sized to stay in L2, runs the row routine on each tile row in place
-    and copies the tile back.  The input is read from memory once and no
+    elements, one cache line or a few) into a transposed tile of ``block`` rows
+    of ``n``, sized to stay in L2, runs the row routine on each tile row in
+    place and copies the tile back.  The input is read from memory once and no
     transposed copy of the whole array is made; the price is two in-cache
-    transposes.  The numbers are bitwise those of the row kernel on the
-    transposed data (the same routine computes them).
+    transposes, done in registers 16 x 16 (float32) or 8 x 8 (float64) at a
+    time when the columns are adjacent in memory (``_transpose``).  The numbers
+    are bitwise those of the row kernel on the transposed data (the same
+    routine computes them).
     """
     outer, n, inner = x.shape
     blocks = (inner + block - 1) // block
     tasks = outer * blocks
     o_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
     j_step = 1 if temperature.shape[1] > 1 else 0
+    unit_stride = x.strides[2] == x.itemsize and out.strides[2] == out.itemsize
     for c in prange(n_chunks):
         tile = np.empty((block, n), dtype=x.dtype)
         buffer = np.empty((16, block), dtype=x.dtype)
@@ -544,35 +625,17 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
             o = task // blocks
             j0 = (task - o * blocks) * block
             w = min(block, inner - j0)
-            # Both copies go through a 16 x block buffer that stays in L1: rows of x
-            # (or out) are copied whole, and the transposition happens between
-            # the buffer and the tile.  Done directly, LLVM vectorises the copy
-            # with scatter or gather instructions, 3-5x slower on Zen 4.
-            for k0 in range(0, n, 16):
-                k1 = min(k0 + 16, n)
-                for k in range(k0, k1):
-                    xk = x[o, k, j0 : j0 + w]
-                    bk = buffer[k - k0]
-                    for j in range(w):
-                        bk[j] = xk[j]
-                for j in range(w):
-                    tile_row = tile[j]
-                    for k in range(k0, k1):
-                        tile_row[k] = buffer[k - k0, j]
+            if unit_stride:
+                _tile_in_blocks(x[o], j0, w, tile)
+            else:
+                _tile_in(x[o], j0, w, tile, buffer)
             for j in range(w):
                 t = temperature[o * o_step, (j0 + j) * j_step]
                 _softmax_row(tile[j], tile[j], t, log_output, scratch, False)
-            for k0 in range(0, n, 16):
-                k1 = min(k0 + 16, n)
-                for j in range(w):
-                    tile_row = tile[j]
-                    for k in range(k0, k1):
-                        buffer[k - k0, j] = tile_row[k]
-                for k in range(k0, k1):
-                    ok = out[o, k, j0 : j0 + w]
-                    bk = buffer[k - k0]
-                    for j in range(w):
-                        ok[j] = bk[j]
+            if unit_stride:
+                _tile_out_blocks(tile, out[o], j0, w)
+            else:
+                _tile_out(tile, out[o], j0, w, buffer)
 
 
 # -- entry point ---------------------------------------------------------------------
@@ -595,7 +658,7 @@ def launch_softmax(x3, out3, temperature, log_output) -> None:
         # Columns per tile: a tile of n rows stays within TILE_BYTES; at least one
         # 64-byte line of columns (the unit memory is read in), at most 64.
         line = 64 // x3.dtype.itemsize
-        block = max(line, min(64, TILE_BYTES // (n * x3.dtype.itemsize)))
+        block = max(line, min(MAX_BLOCK, TILE_BYTES // (n * x3.dtype.itemsize)))
         tasks = outer * ((inner + block - 1) // block)
         _softmax_columns(
             x3, out3, temperature, log_output, min(tasks, chunks_per_call), block
