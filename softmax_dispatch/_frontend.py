@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._call import begin
+from ._call import UNIT_TEMPERATURE, begin, begin_rows
 from ._dask import accepts_dask
 
 _CONTRACT = """
@@ -38,6 +38,11 @@ _WHERE_DOC = """where : array_like of bool, optional
 
 
 def _softmax(x, axis, temperature, where, out, backend, log_output: bool):
+    rows = begin_rows(x, axis, temperature, where, out, backend)
+    if rows is not None:
+        kernels, x3, result, result3 = rows
+        kernels.softmax(x3, result3, UNIT_TEMPERATURE, log_output, None)
+        return result
     call = begin(x, axis, backend)
     temperature = call.temperature(temperature)
     mask3 = call.mask(where)

@@ -142,3 +142,33 @@ def test_unknown_backend_for_every_function():
     for call in calls:
         with pytest.raises(ValueError, match="unknown backend 'nope'"):
             call("nope")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8,), (1, 8), (3, 5, 7), (100, 1000)])
+def test_the_common_call_takes_a_short_path_with_the_same_bits(dtype, shape):
+    """``softmax(x)`` of a C-contiguous float array skips the general argument work
+    (``_call.begin_rows``); a temperature of ``np.float64(1.0)`` takes the general
+    path to the same kernel: the bits must agree."""
+    x = (np.random.default_rng(0).standard_normal(shape) * 4).astype(dtype)
+    for f in (sd.softmax, sd.log_softmax):
+        short = f(x)
+        general = f(x, temperature=np.float64(1.0))
+        assert type(short) is np.ndarray and short.dtype == dtype and short.shape == shape
+        assert short.flags.c_contiguous
+        np.testing.assert_array_equal(short, general)
+
+
+def test_the_short_path_honours_use_backend_and_backend_errors(monkeypatch):
+    calls = []
+    module = _registry.load("numpy")
+    original = module.softmax
+    monkeypatch.setattr(module, "softmax", lambda *a: calls.append(a) or original(*a))
+    x = np.ones((2, 3))
+    with sd.use_backend("numpy"):
+        np.testing.assert_array_equal(sd.softmax(x), np.full((2, 3), 1 / 3))
+    assert len(calls) == 1
+    sd.softmax(x, backend="numpy")
+    assert len(calls) == 2
+    with pytest.raises(sd.BackendUnavailableError, match="numba_cuda"):
+        sd.softmax(x, backend="numba_cuda")
