@@ -155,7 +155,7 @@ def _logsumexp(x, out, masked, mask, temperature, n_chunks):
 def _sum_products(gr, yr, log_output, masked, mr):
     """``(sum, live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax) or
     ``sum(g)`` over the entries that take part (log_softmax), in float64, and the
-    count of live entries (``y > -inf`` and not masked; log_softmax only).
+    count of live entries (``y > -inf`` and not masked; masked log_softmax only).
 
     One pass, ``reassoc`` so that LLVM sums in SIMD lanes: the order depends only
     on this compiled loop and the row's length, and the kernel receives
@@ -171,10 +171,9 @@ def _sum_products(gr, yr, log_output, masked, mr):
         for i in range(n):
             total += np.float64(gr[i]) if mr[i] else 0.0
             live += mr[i] and yr[i] > -np.inf
-    elif log_output:
+    elif log_output:  # live entries are counted by the write pass (it reads y anyway)
         for i in range(n):
             total += np.float64(gr[i])
-            live += yr[i] > -np.inf
     elif masked:
         for i in range(n):
             total += np.float64(gr[i]) * np.float64(yr[i]) if (mr[i] and yr[i] != 0) else 0.0
@@ -211,10 +210,16 @@ def _softmax_backward_row(gr, yr, outr, t, masked, mr):
 def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     """``(g - exp(y) * sum(g)) / T``; zeros for a row whose ``y`` is all ``-inf``
     (all ``-inf`` input, or fully masked); masked entries give 0 and are left out
-    of ``sum(g)``."""
+    of ``sum(g)``.
+
+    Unmasked, the first pass reads only ``g`` and the write pass counts the live
+    entries: ``y`` then streams from memory while the exps are computed, instead
+    of in the memory-bound first pass ((64, 50257) float32: see
+    docs/performance.md).  The count is an integer, so its order cannot matter.
+    """
     n = gr.shape[0]
     s, live = _sum_products(gr, yr, True, masked, mr)
-    if live == 0:
+    if masked and live == 0:
         for i in range(n):
             outr[i] = 0.0
         return
@@ -222,16 +227,22 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     # p == 0 skips an infinite s.  T = 1: no division, and all in y's precision
     # (float32 -> float64 conversions made this pass 1.6x slower: 2.19 against
     # 1.35 ms on (64, 50257), one thread); otherwise the rest in float64.
+    live = 0
     if t == 1:
         s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
         for i in range(n):
             p = _exp_nonpos(yr[i])
             outr[i] = gr[i] - (p * s_y if p != 0 else zero)
+            live += yr[i] > -np.inf
     else:
         for i in range(n):
             p = np.float64(_exp_nonpos(yr[i]))
             outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
-    if masked:
+            live += yr[i] > -np.inf
+    if live == 0:  # all -inf: a fully masked row
+        for i in range(n):
+            outr[i] = 0.0
+    elif masked:
         _clear_masked(outr, mr, 0.0)
 
 
