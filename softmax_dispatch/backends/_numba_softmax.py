@@ -19,9 +19,9 @@ compute a row with the same routine, so they give the same bits:
 
 ``_softmax_columns`` (``inner > 1``, a non-last axis)
     No transpose copy of the array: a task copies a block of adjacent columns
-    (through a small L1 buffer) into a transposed tile of about ``TILE_BYTES``,
-    runs the row routine on it and copies it back, so ``x`` is still read once
-    from memory.
+    into a transposed tile of about ``TILE_BYTES`` (16 x 16 float32 blocks
+    transposed in registers, ``_transpose``), runs the row routine on it and
+    copies it back, so ``x`` is still read once from memory.
 
 Numerics (the contract in ``softmax_dispatch.softmax``):
 
