@@ -38,7 +38,7 @@ def test_bytes_moved():
     moved = {f: FUNCTIONS[f].moved(dataclasses.replace(case, function=f)) for f in FUNCTION_NAMES}
     assert moved["softmax"] == moved["sparsemax"] == moved["hardmax"] == moved["gumbel_softmax"] == 2 * n
     assert moved["logsumexp"] == n + 64 * 4
-    assert moved["softmax_backward"] == moved["log_softmax_backward"] == 3 * n
+    assert moved["softmax_backward"] == moved["log_softmax_backward"] == moved["sparsemax_backward"] == 3 * n
     assert moved["cross_entropy"] == 2 * n + 64 * 8
     assert moved["masked_softmax"] == 2 * n + 64 * 50257
 

@@ -27,10 +27,11 @@ def test_bench_runs_checks_and_reports_json(tmp_path):
     assert impls == {"numpy", "numpy (out=)", "numpy-stable"}
     assert all(r["within_contract"] for r in report["results"] if r["kind"] != "peer")
     # --quick: the six softmax shapes, then every other function on (64, 50257).
-    assert len({r["case"] for r in report["results"]}) == 14
+    assert len({r["case"] for r in report["results"]}) == 15
     functions = {r["function"] for r in report["results"]}
     assert functions == {"softmax", "logsumexp", "softmax_backward", "log_softmax_backward",
-                         "cross_entropy", "masked_softmax", "sparsemax", "hardmax", "gumbel_softmax"}
+                         "cross_entropy", "masked_softmax", "sparsemax", "sparsemax_backward", "hardmax",
+                         "gumbel_softmax"}
     assert {tuple(r["shape"]) for r in report["results"] if r["function"] != "softmax"} == {(64, 50257)}
     assert "vs best peer" in out.stdout
 

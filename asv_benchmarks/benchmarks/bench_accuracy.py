@@ -18,6 +18,8 @@ machine epsilon:
   |sum(g)|``): a relative error per entry would measure the cancellation, not the
   code;
 - ``sparsemax``: per row, the largest error over the row's largest reference entry;
+- ``sparsemax_backward``: per row, the largest error over the largest of the terms
+  that cancel (``|g| + |mean of g over the support|`` on the support);
 - ``cross_entropy``: the larger of the loss's relative error and that row error of
   its gradient.
 
@@ -112,6 +114,12 @@ def reference(operands, axis, function):
             return y * (g - s), np.abs(y) * (np.abs(g) + np.abs(s))
         s = np.sum(g, axis=axis, keepdims=True)
         return g - np.exp(y) * s, np.abs(g) + np.exp(y) * np.abs(s)
+    if function == "sparsemax_backward":
+        g, y = (_wide(a) for a in operands)
+        support = y > 0
+        size = np.maximum(np.sum(support, axis=axis, keepdims=True), 1)
+        mean = np.sum(np.where(support, g, 0), axis=axis, keepdims=True) / size
+        return np.where(support, g - mean, 0), np.where(support, np.abs(g) + np.abs(mean), 0)
     x = operands[0]
     if function == "gumbel_softmax":
         x = _gumbel_perturbed(x, axis)
@@ -149,7 +157,7 @@ def max_error(y, ref, function, dtype, axis=-1):
         loss, grad = (np.asarray(a).astype(r.dtype) for a, r in zip(y, (np.asarray(ref[0]), ref[1])))
         loss_error = float(abs(loss - ref[0]) / abs(ref[0]))
         return max(loss_error, _row_error(grad, ref[1], axis)) / eps
-    if function in ("softmax_backward", "log_softmax_backward"):
+    if function in ("softmax_backward", "log_softmax_backward", "sparsemax_backward"):
         ref, scale = ref
         return _row_error(np.asarray(y).astype(ref.dtype), ref, axis, scale) / eps
     y = np.asarray(y).astype(ref.dtype)
@@ -259,6 +267,11 @@ class MaskedSoftmax(_MaxError):
 
 class Sparsemax(_MaxError):
     function = "sparsemax"
+    params = function_params(function)
+
+
+class SparsemaxBackward(_MaxError):
+    function = "sparsemax_backward"
     params = function_params(function)
 
 

@@ -136,6 +136,11 @@ class Sparsemax(_Bandwidth):
     params = function_params(function)
 
 
+class SparsemaxBackward(_Bandwidth):
+    function = "sparsemax_backward"
+    params = function_params(function)
+
+
 class Hardmax(_Bandwidth):
     function = "hardmax"
     params = function_params(function)

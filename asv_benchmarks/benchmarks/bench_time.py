@@ -87,6 +87,14 @@ class Sparsemax(_Time):
         self.prepared.call()
 
 
+class SparsemaxBackward(_Time):
+    function = "sparsemax_backward"
+    params = function_params(function)
+
+    def time_sparsemax_backward(self, impl, case, dtype):
+        self.prepared.call()
+
+
 class Hardmax(_Time):
     function = "hardmax"
     params = function_params(function)

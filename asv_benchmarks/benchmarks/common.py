@@ -69,6 +69,7 @@ FUNCTIONS = (
     "cross_entropy",
     "masked_softmax",
     "sparsemax",
+    "sparsemax_backward",
     "hardmax",
     "gumbel_softmax",
 )
@@ -140,6 +141,9 @@ def _operands_of(function: str, x: np.ndarray, axis: int) -> tuple[np.ndarray, .
     if function in ("softmax_backward", "log_softmax_backward"):
         g = np.random.default_rng(1).standard_normal(x.shape, dtype=x.dtype)
         return g, _softmax_output(x, axis, log=function == "log_softmax_backward")
+    if function == "sparsemax_backward":
+        g = np.random.default_rng(4).standard_normal(x.shape, dtype=x.dtype)
+        return g, _numpy_sparsemax(x.astype(np.float64), axis).astype(x.dtype)
     if function == "cross_entropy":
         rows = tuple(s for i, s in enumerate(x.shape) if i != axis % x.ndim)
         return x, np.random.default_rng(2).integers(0, x.shape[axis], size=rows, dtype=np.int64)
@@ -348,7 +352,7 @@ def _backend_call(function: str, backend: str) -> Callable[..., Any] | None:
         return lambda x, target, axis: f(x, target, axis=axis, return_grad=True, backend=backend)
     if function == "gumbel_softmax":
         return lambda x, axis: f(x, axis=axis, seed=GUMBEL_SEED, backend=backend)
-    if function in ("softmax_backward", "log_softmax_backward"):
+    if function in ("softmax_backward", "log_softmax_backward", "sparsemax_backward"):
         return lambda g, y, axis: f(g, y, axis=axis, backend=backend)
     return lambda x, axis: f(x, axis=axis, backend=backend)
 
@@ -394,6 +398,13 @@ def _numpy_sparsemax(x, axis):
     return np.moveaxis(np.maximum(z - tau, 0), -1, axis)
 
 
+def _numpy_sparsemax_backward(g, y, axis):
+    """``g - mean of g over the support`` on the support (``y > 0``), 0 elsewhere."""
+    support = y > 0
+    size = np.maximum(np.sum(support, axis=axis, keepdims=True), 1).astype(g.dtype)
+    return np.where(support, g - np.sum(np.where(support, g, 0), axis=axis, keepdims=True) / size, 0).astype(g.dtype)
+
+
 def _numpy_hardmax(x, axis):
     out = np.zeros_like(x)
     np.put_along_axis(out, np.expand_dims(np.argmax(x, axis=axis), axis), 1, axis)
@@ -421,6 +432,7 @@ def _peer_numpy() -> Target:
             "cross_entropy": _numpy_cross_entropy,
             "masked_softmax": lambda x, mask, axis: _numpy_stable_softmax(np.where(mask, x, -np.inf), axis),
             "sparsemax": _numpy_sparsemax,
+            "sparsemax_backward": _numpy_sparsemax_backward,
             "hardmax": _numpy_hardmax,
             "gumbel_softmax": gumbel_softmax,
         },
@@ -593,9 +605,9 @@ _EVERY = frozenset(FUNCTIONS)
 PEER_FUNCTIONS: dict[str, frozenset[str]] = {
     "peer:numpy": _EVERY,
     "peer:scipy": frozenset(("softmax", "log_softmax", "logsumexp", "masked_softmax")),
-    "peer:torch-cpu": _EVERY - {"sparsemax"},
-    "peer:torch-cuda": _EVERY - {"sparsemax"},
-    "peer:jax": _EVERY - {"sparsemax"},
+    "peer:torch-cpu": _EVERY - {"sparsemax", "sparsemax_backward"},
+    "peer:torch-cuda": _EVERY - {"sparsemax", "sparsemax_backward"},
+    "peer:jax": _EVERY - {"sparsemax", "sparsemax_backward"},
     "peer:cupyx": frozenset(("softmax", "log_softmax")),
 }
 

@@ -64,6 +64,7 @@ OTHER_FUNCTIONS = (
     "cross_entropy",
     "masked_softmax",
     "sparsemax",
+    "sparsemax_backward",
     "hardmax",
     "gumbel_softmax",
 )

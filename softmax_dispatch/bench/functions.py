@@ -13,8 +13,8 @@ References, in float64 (a tuple of arrays):
 - ``gumbel_softmax``: the same softmax of ``logits + noise``, with the documented
   Philox noise added in float64 and rounded once to the input dtype;
 - the others: the ``numpy`` backend run on the operands cast to float64 (for
-  ``cross_entropy`` the loss and the gradient; for the backward passes the gradient
-  and the size of the terms that cancel in it).
+  ``cross_entropy`` the loss and the gradient; for the backward passes, ``sparsemax_backward``
+  included, the gradient and the size of the terms that cancel in it).
 
 Error metrics (:attr:`Function.metric`) and tolerances are per function: the
 relative error per entry for distributions (the contract's tolerance); for
@@ -83,6 +83,16 @@ def _backward_operands(log_output: bool):
     return make
 
 
+def _sparsemax_backward_operands(case: Case) -> dict:
+    """``g`` standard normal; ``y`` the float64 sparsemax of the case's logits, rounded
+    once to the dtype (its zeros, which fix the support, stay exact)."""
+    from softmax_dispatch import sparsemax
+
+    y = sparsemax(case.make_input().astype(np.float64), case.axis, backend="numpy")
+    g = np.random.default_rng(4).standard_normal(case.shape)
+    return {"g": g.astype(case.dtype), "y": y.astype(case.dtype)}
+
+
 def _cross_entropy_operands(case: Case) -> dict:
     n = case.shape[case.axis]
     target = np.random.default_rng(2).integers(0, n, size=_row_shape(case), dtype=np.int64)
@@ -148,6 +158,16 @@ def _backward_reference(call, log_output: bool):
         return dx, scale
 
     return reference
+
+
+def _sparsemax_backward_reference(operands: dict, case: Case) -> tuple:
+    """The gradient (``numpy`` backend, float64) and the terms that cancel in it:
+    ``|g| + |mean of g over the support|`` on the support, 0 off it."""
+    (dx,) = _numpy_backend(_sparsemax_backward_call)(operands, case)
+    g, support = operands["g"].astype(np.float64), operands["y"] > 0
+    size = np.maximum(np.sum(support, axis=case.axis, keepdims=True), 1)
+    mean = np.sum(np.where(support, g, 0), axis=case.axis, keepdims=True) / size
+    return dx, np.where(support, np.abs(g) + np.abs(mean), 0)
 
 
 def _numpy_backend(call):
@@ -260,6 +280,7 @@ _log_softmax_backward_call = lambda o, axis, b, out: _sd().log_softmax_backward(
 _cross_entropy_call = lambda o, axis, b, out: _sd().cross_entropy(o["x"], o["target"], axis, return_grad=True, backend=b)  # noqa: E731
 _masked_call = lambda o, axis, b, out: _sd().softmax(o["x"], axis, where=o["mask"], backend=b, out=out)  # noqa: E731
 _sparsemax_call = lambda o, axis, b, out: _sd().sparsemax(o["x"], axis, backend=b, out=out)  # noqa: E731
+_sparsemax_backward_call = lambda o, axis, b, out: _sd().sparsemax_backward(o["g"], o["y"], axis, backend=b, out=out)  # noqa: E731
 _hardmax_call = lambda o, axis, b, out: _sd().hardmax(o["x"], axis, backend=b, out=out)  # noqa: E731
 _gumbel_call = lambda o, axis, b, out: _sd().gumbel_softmax(o["x"], axis, seed=GUMBEL_SEED, backend=b, out=out)  # noqa: E731
 
@@ -308,6 +329,12 @@ FUNCTIONS: dict[str, Function] = {
             lambda c: 2 * c.nbytes, _logits, _sparsemax_call, _same_as("x"),
             _numpy_backend(_sparsemax_call),
             _row, "row max |err| / row max |ref|", ROWWISE,
+        ),
+        Function(
+            "sparsemax_backward", "sparsemax_backward", "read g and y, write dx",
+            lambda c: 3 * c.nbytes, _sparsemax_backward_operands, _sparsemax_backward_call, _same_as("g"),
+            _sparsemax_backward_reference,
+            _row_terms, TERMS, ROWWISE,
         ),
         Function(
             "hardmax", "hardmax", "read x, write y",

@@ -29,6 +29,8 @@ What each peer runs for each function (:data:`SUPPORTS` lists which it has):
                               ``masked_fill`` + ``torch.softmax``;
                               ``jax.nn.softmax(where=)`` (jit)
 ``sparsemax``                 numpy sort/cumsum formula (no torch or JAX built-in)
+``sparsemax_backward``        numpy ``where(y > 0, g - mean of g over y > 0, 0)``
+                              (no torch or JAX built-in)
 ``hardmax``                   one-hot of the argmax: numpy ``put_along_axis``,
                               ``torch.zeros_like().scatter_``,
                               ``jax.nn.one_hot`` (jit)
@@ -47,15 +49,15 @@ import numpy as np
 
 _ALL = frozenset(
     ("softmax", "logsumexp", "softmax_backward", "log_softmax_backward", "cross_entropy",
-     "masked_softmax", "sparsemax", "hardmax", "gumbel_softmax")
+     "masked_softmax", "sparsemax", "sparsemax_backward", "hardmax", "gumbel_softmax")
 )
 
 #: The functions each peer has (read without importing the peer).
 SUPPORTS: dict[str, frozenset[str]] = {
     "numpy-stable": _ALL,
     "scipy": frozenset(("softmax", "logsumexp", "masked_softmax")),
-    "torch": _ALL - {"sparsemax"},
-    "jax": _ALL - {"sparsemax"},
+    "torch": _ALL - {"sparsemax", "sparsemax_backward"},
+    "jax": _ALL - {"sparsemax", "sparsemax_backward"},
 }
 
 
@@ -120,6 +122,13 @@ def _np_sparsemax(x, axis):
     return np.moveaxis(np.maximum(z - tau, 0), -1, axis)
 
 
+def _np_sparsemax_backward(o, axis):
+    g, support = o["g"], o["y"] > 0
+    size = np.sum(support, axis=axis, keepdims=True)
+    mean = np.sum(np.where(support, g, 0), axis=axis, keepdims=True) / np.maximum(size, 1).astype(g.dtype)
+    return np.where(support, g - mean, 0).astype(g.dtype)
+
+
 def _np_hardmax(x, axis):
     out = np.zeros_like(x)
     np.put_along_axis(out, np.expand_dims(np.argmax(x, axis=axis), axis), 1, axis)
@@ -145,6 +154,7 @@ def _numpy_stable():
             "cross_entropy": _np_cross_entropy,
             "masked_softmax": lambda o, axis: _np_softmax(np.where(o["mask"], o["x"], -np.inf), axis),
             "sparsemax": lambda o, axis: _np_sparsemax(o["x"], axis),
+            "sparsemax_backward": _np_sparsemax_backward,
             "hardmax": lambda o, axis: _np_hardmax(o["x"], axis),
             "gumbel_softmax": gumbel,
         },
