@@ -36,7 +36,7 @@ import numpy as np
 from numba import prange
 
 from ._float_keys import from_key, max_key
-from ._numba_jit import RowKernel, jit
+from ._numba_jit import RowKernel, jit, wide_vectors
 from ._numba_softmax import (
     _careful_row,
     _divisor,
@@ -84,8 +84,10 @@ def _clear_masked(outr, mr, value):
 
 @RowKernel
 def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
+    wide_vectors()
     tasks, n = x.shape
     for c in prange(n_chunks):
+        wide_vectors()
         xm = np.empty(n, dtype=x.dtype)
         scratch = np.empty(n, dtype=x.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
@@ -102,6 +104,7 @@ def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
 @jit()
 def _lse_special(xr, temperature, m):
     """logsumexp of a row the vector path cannot take (scalar, float64)."""
+    wide_vectors()
     n = xr.shape[0]
     finite = 0
     for i in range(n):
@@ -123,20 +126,23 @@ def _lse_special(xr, temperature, m):
 
 @jit()
 def _lse_row(xr, temperature, scratch):
+    wide_vectors()
     m, lo = _row_bounds(xr, temperature)
     if _is_limit(temperature) or _needs_care(m, lo, temperature):
         return _lse_special(xr, temperature, m)
     pre, tq = _divisor(temperature, m)
     exps = scratch[: xr.shape[0]]
-    maxima = _store_exps(xr, exps, m, pre, tq, True)  # maxima store 0, counted
+    maxima = _store_exps(xr, exps, m, pre, tq, True, None)[0]  # maxima store 0, counted
     total = _lane_sum(exps)
     return np.float64(m) + temperature * math.log1p(total + (maxima - 1))
 
 
 @RowKernel
 def _logsumexp(x, out, masked, mask, temperature, n_chunks):
+    wide_vectors()
     tasks, n = x.shape
     for c in prange(n_chunks):
+        wide_vectors()
         xm = np.empty(n, dtype=x.dtype)
         scratch = np.empty(n, dtype=x.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
@@ -164,6 +170,7 @@ def _sum_products(gr, yr, log_output, masked, mr):
     by ``_lane_sum``: 2.2 -> 1.6 ms for ``softmax_backward`` on (64, 50257)
     float32, one thread (docs/performance.md).
     """
+    wide_vectors()
     n = gr.shape[0]
     total = 0.0
     live = 0
@@ -187,6 +194,7 @@ def _sum_products(gr, yr, log_output, masked, mr):
 def _softmax_backward_row(gr, yr, outr, t, masked, mr):
     """``y * (g - sum(g * y)) / T``; entries with ``y == 0`` (or masked) give 0 and
     take no part in the sum (so an infinite ``g`` there cannot poison the row)."""
+    wide_vectors()
     n = gr.shape[0]
     s = _sum_products(gr, yr, False, masked, mr)[0]
     if masked:
@@ -217,6 +225,7 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     of in the memory-bound first pass ((64, 50257) float32: see
     docs/performance.md).  The count is an integer, so its order cannot matter.
     """
+    wide_vectors()
     n = gr.shape[0]
     s, live = _sum_products(gr, yr, True, masked, mr)
     if masked and live == 0:
@@ -248,8 +257,10 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
 
 @RowKernel
 def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks):
+    wide_vectors()
     tasks, n = y.shape
     for c in prange(n_chunks):
+        wide_vectors()
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
             mr = mask[r if masked else 0]
@@ -265,6 +276,7 @@ def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks
 @jit()
 def _sparsemax_row(xr, outr, temperature, z, candidates):
     """Sparsemax of one row; ``z`` and ``candidates`` are float64 scratch rows."""
+    wide_vectors()
     n = xr.shape[0]
     m, lo = _row_bounds(xr, temperature)
     if _is_limit(temperature) or not (-np.inf < m < np.inf):
@@ -304,8 +316,10 @@ def _sparsemax_row(xr, outr, temperature, z, candidates):
 
 @RowKernel
 def _sparsemax(x, out, temperature, masked, mask, n_chunks):
+    wide_vectors()
     tasks, n = x.shape
     for c in prange(n_chunks):
+        wide_vectors()
         xm = np.empty(n, dtype=x.dtype)
         z = np.empty(n, dtype=np.float64)
         candidates = np.empty(n, dtype=np.float64)
@@ -324,8 +338,10 @@ def _sparsemax(x, out, temperature, masked, mask, n_chunks):
 @RowKernel
 def _sparsemax_backward(g, y, out, temperature, masked, mask, n_chunks):
     """On the support (``y > 0``, not masked): ``(g - mean of g there) / T``; else 0."""
+    wide_vectors()
     tasks, n = y.shape
     for c in prange(n_chunks):
+        wide_vectors()
         terms = np.empty(n, dtype=np.float64)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             gr, yr, outr = g[r], y[r], out[r]
@@ -354,6 +370,7 @@ def _hardmax_row(xr, outr, first):
     Constants are in the row's precision: a float64 ``0.0`` would make the write
     loop convert every float32 element.
     """
+    wide_vectors()
     n = xr.shape[0]
     best = max_key(_like(-np.inf, xr[0]))
     nans = 0
@@ -389,8 +406,10 @@ def _hardmax_row(xr, outr, first):
 
 @RowKernel
 def _hardmax(x, out, first, masked, mask, n_chunks):
+    wide_vectors()
     tasks, n = x.shape
     for c in prange(n_chunks):
+        wide_vectors()
         xm = np.empty(n, dtype=x.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             outr = out[r]
@@ -421,9 +440,11 @@ def _gumbel(seed, row, position):
 @RowKernel
 def _gumbel_perturb(x, out, seed, n_chunks):
     """``out[r, k] = x[r, k] + noise(seed, r, k)``, added in float64, rounded once."""
+    wide_vectors()
     rows, n = x.shape
     key = np.uint64(seed)
     for c in prange(n_chunks):
+        wide_vectors()
         for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
             row = np.uint64(r)
             for k in range(n):
@@ -437,6 +458,7 @@ def _gumbel_perturb(x, out, seed, n_chunks):
 def _target_weight(j, label, w, weighted_label, share, keep, index_mode, pr):
     """``q_j``: the weight of class ``j`` in the row's target (see ``cross_entropy``):
     ``share = eps / C``, ``keep = 1 - eps``, ``weighted_label = keep * w[label]``."""
+    wide_vectors()
     if index_mode:
         q = share * w[j]
         if j == label:
@@ -457,6 +479,7 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
     probabilities need it.  Rows with NaN/inf take the careful path on a float64
     log-softmax row ``lp``.
     """
+    wide_vectors()
     n = xr.shape[0]
     share = smoothing / n  # eps / C
     weighted_label = (1.0 - smoothing) * w[label] if index_mode else 0.0
@@ -478,7 +501,7 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
 
     pre, tq = _divisor(temperature, m)
     exps = scratch[:n]
-    _store_exps(xr, exps, m, pre, tq, False)
+    _store_exps(xr, exps, m, pre, tq, False, None)
     log_s = math.log(_lane_sum(exps))
     inv_t = 1.0 / temperature
     m64 = np.float64(m)
@@ -520,11 +543,13 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
 @RowKernel
 def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss,
                    index_mode, want_grad, grad, n_chunks):
+    wide_vectors()
     tasks, n = x.shape
     w_total = 0.0
     for j in range(n):
         w_total += w[j]
     for c in prange(n_chunks):
+        wide_vectors()
         scratch = np.empty(n, dtype=x.dtype)
         terms = np.empty(n, dtype=np.float64)
         lp = np.empty(n, dtype=np.float64)

@@ -5,14 +5,17 @@ Three kernels cover every layout (see :mod:`softmax_dispatch._layout`); all thre
 compute a row with the same routine, so they give the same bits:
 
 ``_softmax_rows`` (``inner == 1``)
-    One row per task, ``prange`` over rows.  Four passes over a row: a max pass
-    (the only one that streams ``x`` from memory), an exp pass that stores
-    ``exp(t)`` into ``out`` (into a per-thread scratch row when ``out`` may overlap
-    ``x`` or is not contiguous), a sum over them, and a pass that scales them in
-    place (``out = scratch / sum`` from scratch; ``log_softmax``: ``t - log(sum)``,
-    recomputing ``t``).  A row of up to ~256 KiB stays in L2 between passes, so
-    memory traffic is one read of ``x`` and one write of ``out`` (plus the
-    read-for-ownership of ``out``).
+    One row per task, ``prange`` over rows, in a pipeline.  Three passes over a
+    row: an exp pass that stores ``exp(t)`` into ``out`` (into a per-thread
+    scratch row when ``out`` may overlap ``x`` or is not contiguous) and takes the
+    max of the *next* row as it goes, a sum over the exps, and a pass that scales
+    them in place (``out = scratch / sum`` from scratch; ``log_softmax``:
+    ``t - log(sum)``, recomputing ``t``).  The exp pass is the only one that
+    streams ``x`` from memory, and it does so while it computes; the first row of
+    a chunk, rows with T > 1 (which need their min too) and rows after a special
+    row take a max pass of their own.  A row of up to ~256 KiB stays in L2
+    between passes, so memory traffic is one read of ``x`` and one write of
+    ``out`` (plus the read-for-ownership of ``out``).
 
 ``_softmax_short_rows`` (contiguous rows shorter than ``SHORT_ROW``)
     The same numbers, but the exp runs over groups of rows at once.
@@ -50,7 +53,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit
+from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 from ._transpose import transpose_block
@@ -142,6 +145,7 @@ def _row_max(xr):
     vectorises an integer max, never a float max without ``nnan``.  The max is
     exact, so the order of the reduction cannot change it.
     """
+    wide_vectors()
     best = max_key(_like(-np.inf, xr[0]))
     for i in range(xr.shape[0]):
         k = max_key(xr[i])
@@ -152,6 +156,7 @@ def _row_max(xr):
 @jit()
 def _row_max_min(xr):
     """(max, min) of a row ignoring NaN, over integer keys as ``_row_max``."""
+    wide_vectors()
     best = max_key(_like(-np.inf, xr[0]))
     least = min_key(_like(np.inf, xr[0]))
     for i in range(xr.shape[0]):
@@ -170,6 +175,7 @@ def _row_bounds(xr, temperature):
     ``(x - max)/T`` would not, which needs T > 1 (with T <= 1 the overflowed -inf
     is the right answer).  Tracking it costs about half of this pass.
     """
+    wide_vectors()
     if temperature > 1:
         return _row_max_min(xr)
     return _row_max(xr), _like(np.inf, xr[0])
@@ -187,6 +193,7 @@ def _shift_in_halves(xr, temperature, m, shifted):
     """``shifted[i] = (x_i - m) / T`` in float64, taken in halves,
     ``(x/2 - m/2) / (T/2)``, so that ``x - m`` cannot overflow where ``(x - m)/T``
     does not (``T/2`` is kept exact: no halving below the normal range)."""
+    wide_vectors()
     half = 0.5 if temperature >= 2.0**-1021 else 1.0
     m_half = np.float64(m) * half
     t_half = temperature * half
@@ -200,6 +207,7 @@ def _exps_in_halves(xr, temperature, m, log_output, shifted, exps):
     ``(sum of exps, count of maxima)``; for log output the maxima store 0 (so that
     ``log(sum)`` is ``log1p(total + count - 1)``, as in ``_store_exps``).  Scalar,
     float64 buffers: rare rows only."""
+    wide_vectors()
     _shift_in_halves(xr, temperature, m, shifted)
     maxima = 0
     for i in range(xr.shape[0]):
@@ -219,6 +227,7 @@ def _careful_row(xr, outr, temperature, log_output, m):
       finite (logits near the dtype's max and T > 1): the difference is taken in
       halves, ``(x/2 - max/2) / (T/2)``, which cannot overflow.
     """
+    wide_vectors()
     n = xr.shape[0]
     has_nan = False
     k = 0
@@ -262,6 +271,7 @@ def _limit_row(xr, outr, temperature, log_output):
     among the maxima (the hardmax) and ``T = inf`` among the entries that are not
     ``-inf`` (masked entries arrive as ``-inf``).
     """
+    wide_vectors()
     n = xr.shape[0]
     has_nan = False
     m = -np.inf
@@ -293,6 +303,7 @@ def _limit_row(xr, outr, temperature, log_output):
 @jit()
 def _special_row(xr, outr, temperature, log_output):
     """The slow paths: limit temperatures, then rows that ``_needs_care``."""
+    wide_vectors()
     if temperature == 0 or temperature == np.inf:
         _limit_row(xr, outr, temperature, log_output)
     else:
@@ -315,15 +326,36 @@ def _lane_sum(e):
     the same specialisation and the same bits.  (A loop that also stores would
     have run vectorised or scalar depending on a run-time overlap check.)
     """
+    wide_vectors()
     total = 0.0
     for i in range(e.shape[0]):
         total += np.float64(e[i])
     return total
 
 
+def _ahead_key(ahead, i, best):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_ahead_key)
+def _ahead_key_overload(ahead, i, best):
+    """The running max key over ``ahead[:i + 1]``; no work for ``ahead=None``.
+    (LLVM inlines it; inlined at Numba's IR level instead, the select inside
+    raised NumbaIRAssumptionWarning in the prange kernel.)"""
+    if isinstance(ahead, types.NoneType):
+        return lambda ahead, i, best: best
+
+    def impl(ahead, i, best):
+        k = max_key(ahead[i])
+        return k if k > best else best
+
+    return impl
+
+
 @jit()
-def _store_exps(xr, e, m, pre, tq, log_output):
-    """``e[i] = exp(t_i)``, ``t_i = (x_i - m) * pre / tq``; returns the count of t == 0.
+def _store_exps(xr, e, m, pre, tq, log_output, ahead):
+    """``e[i] = exp(t_i)``, ``t_i = (x_i - m) * pre / tq``; returns the count of
+    t == 0 and the max of the row ``ahead`` (NaN ignored, as ``_row_max``).
 
     For log output the maxima (t == 0) store 0 instead of 1 and are only counted,
     so that ``log(sum)`` can be taken as ``log1p(rest + (count - 1))``, accurate
@@ -331,27 +363,40 @@ def _store_exps(xr, e, m, pre, tq, log_output):
     Higham 2021); a NaN still stores NaN.  ``t`` is a true division, not a
     multiply by 1/T: one rounding instead of two (a tiny probability's relative
     error is ~eps*|t|).  T = 1 skips the division (a fifth of this pass).
+
+    ``ahead`` (the same length as ``xr``) is the next row of the caller: its max
+    is taken in this loop, two integer ops per element beside the exp's twenty,
+    so that the next row streams in from memory while this pass computes, instead
+    of in a max pass of its own that waits on memory with the core idle.  The max
+    is exact, so where it is taken cannot change a bit.  Callers with no next row
+    pass ``None`` (a specialisation without the max).
     """
+    wide_vectors()
     n = xr.shape[0]
     maxima = 0
+    best = max_key(_like(-np.inf, m))
     unit = pre == 1 and tq == 1
     if log_output and unit:
         for i in range(n):
             t = xr[i] - m
             e[i] = _exp_nonpos(t) if t != 0 else 0
             maxima += t == 0
+            best = _ahead_key(ahead, i, best)
     elif log_output:
         for i in range(n):
             t = ((xr[i] - m) * pre) / tq
             e[i] = _exp_nonpos(t) if t != 0 else 0
             maxima += t == 0
+            best = _ahead_key(ahead, i, best)
     elif unit:
         for i in range(n):
             e[i] = _exp_nonpos(xr[i] - m)
+            best = _ahead_key(ahead, i, best)
     else:
         for i in range(n):
             e[i] = _exp_nonpos(((xr[i] - m) * pre) / tq)
-    return maxima
+            best = _ahead_key(ahead, i, best)
+    return maxima, from_key(best, m)
 
 
 def _c_contiguous(a):  # pragma: no cover - replaced by the overload inside jitted code
@@ -369,13 +414,26 @@ def _c_contiguous_overload(a):
 def _softmax_row(xr, outr, temperature, log_output, scratch, separate):
     """One row.  ``scratch`` is a C-contiguous buffer of the row's length for the
     exps; ``separate``: the caller knows ``outr`` does not overlap ``xr``."""
+    wide_vectors()
     if _is_limit(temperature):
         _limit_row(xr, outr, temperature, log_output)
         return
     m, lo = _row_bounds(xr, temperature)
+    _softmax_row_bounded(xr, outr, temperature, log_output, scratch, separate, m, lo, None)
+
+
+@jit()
+def _softmax_row_bounded(xr, outr, temperature, log_output, scratch, separate, m, lo, ahead):
+    """``_softmax_row`` given the row's bounds ``(m, lo)`` (``_row_bounds``); also
+    returns the max of the row ``ahead`` where the exp pass ran (see
+    ``_store_exps``; ``ahead=None``: none), else NaN."""
+    wide_vectors()
+    if _is_limit(temperature):
+        _limit_row(xr, outr, temperature, log_output)
+        return _like(np.nan, m)
     if _needs_care(m, lo, temperature):
         _careful_row(xr, outr, temperature, log_output, m)
-        return
+        return _like(np.nan, m)
     pre, tq = _divisor(temperature, m)
     n = xr.shape[0]
     # Where the exps go: straight into out when out is C-contiguous and cannot
@@ -388,10 +446,10 @@ def _softmax_row(xr, outr, temperature, log_output, scratch, separate):
     direct = separate and _c_contiguous(outr)
     exps = scratch[:n]
     if direct:
-        maxima = _store_exps(xr, outr, m, pre, tq, log_output)
+        maxima, ahead_max = _store_exps(xr, outr, m, pre, tq, log_output, ahead)
         total = _lane_sum(outr)
     else:
-        maxima = _store_exps(xr, exps, m, pre, tq, log_output)
+        maxima, ahead_max = _store_exps(xr, exps, m, pre, tq, log_output, ahead)
         total = _lane_sum(exps)
     if log_output:
         log_s = _like(math.log1p(total + (maxima - 1)), m)
@@ -405,10 +463,12 @@ def _softmax_row(xr, outr, temperature, log_output, scratch, separate):
         scale = _like(1.0 / total, m)
         for i in range(n):
             outr[i] = exps[i] * scale
+    return ahead_max
 
 
 @RowKernel
 def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
+    wide_vectors()
     rows, n = x.shape
     t_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
     # Rows are split into n_chunks contiguous chunks; scratch is allocated once per
@@ -418,9 +478,25 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
     # across the pool's threads) per call.
     need_scratch = not (separate and _c_contiguous(out))
     for c in prange(n_chunks):
+        wide_vectors()
         scratch = np.empty(n if need_scratch else 0, dtype=x.dtype)
-        for r in range(c * rows // n_chunks, (c + 1) * rows // n_chunks):
-            _softmax_row(x[r], out[r], temperature[r * t_step, 0], log_output, scratch, separate)
+        # Rows in a pipeline: the exp pass of row r also takes the max of row
+        # r + 1 (_store_exps), so x streams from memory while the exps compute and
+        # the next row skips its max pass.  A row with T > 1 also needs its min
+        # (_row_bounds) and takes the pass; so does a row after a special one.
+        first, last = c * rows // n_chunks, (c + 1) * rows // n_chunks
+        m_ahead = _like(np.nan, x[0, 0])
+        for r in range(first, last):
+            t = temperature[r * t_step, 0]
+            if m_ahead == m_ahead and t <= 1:
+                m, lo = m_ahead, _like(np.inf, m_ahead)
+            elif _is_limit(t):
+                m, lo = m_ahead, m_ahead  # unused: the row takes _limit_row
+            else:
+                m, lo = _row_bounds(x[r], t)
+            m_ahead = _softmax_row_bounded(
+                x[r], out[r], t, log_output, scratch, separate, m, lo, x[min(r + 1, last - 1)]
+            )
 
 
 @RowKernel
@@ -441,12 +517,14 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     thread: 52 -> 28 ms).  The per-row max is then an inline loop: a call to
     ``_row_max`` per row of 10 cost more than the max itself.
     """
+    wide_vectors()
     rows, n = x.shape
     t_step = 1 if temperature.shape[0] > 1 else 0
     group = max(1, 4096 // n)  # rows per group: about 4096 elements
     groups = (rows + group - 1) // group
     unit = t_step == 0 and temperature[0, 0] == 1
     for c in prange(n_chunks):
+        wide_vectors()
         shift = np.empty(group * n, dtype=x.dtype)
         prescale = np.empty(group * n, dtype=x.dtype)
         divisor = np.empty(group * n, dtype=x.dtype)
@@ -531,6 +609,7 @@ def _tile_in(x2, j0, w, tile, buffer):
     buffer and the tile.  Done directly, LLVM vectorises the copy with gather
     or scatter instructions, 3-5x slower on Zen 4.  (Any strides; the
     unit-stride case takes ``transpose_block`` instead.)"""
+    wide_vectors()
     n = x2.shape[0]
     for k0 in range(0, n, 16):
         k1 = min(k0 + 16, n)
@@ -548,6 +627,7 @@ def _tile_in(x2, j0, w, tile, buffer):
 @jit()
 def _tile_out(tile, out2, j0, w, buffer):
     """``out2[k, j0 + j] = tile[j, k]``, the inverse of ``_tile_in``."""
+    wide_vectors()
     n = out2.shape[0]
     for k0 in range(0, n, 16):
         k1 = min(k0 + 16, n)
@@ -566,6 +646,7 @@ def _tile_out(tile, out2, j0, w, buffer):
 def _tile_in_blocks(x2, j0, w, tile):
     """``_tile_in`` for unit-stride rows: whole L x L blocks in registers
     (``transpose_block``), the ragged edges element by element."""
+    wide_vectors()
     n = x2.shape[0]
     lanes = 64 // x2.itemsize
     n_full, w_full = n - n % lanes, w - w % lanes
@@ -583,6 +664,7 @@ def _tile_in_blocks(x2, j0, w, tile):
 @jit()
 def _tile_out_blocks(tile, out2, j0, w):
     """``_tile_out`` for unit-stride rows, as ``_tile_in_blocks``."""
+    wide_vectors()
     n = out2.shape[0]
     lanes = 64 // out2.itemsize
     n_full, w_full = n - n % lanes, w - w % lanes
@@ -611,6 +693,7 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     are bitwise those of the row kernel on the transposed data (the same
     routine computes them).
     """
+    wide_vectors()
     outer, n, inner = x.shape
     blocks = (inner + block - 1) // block
     tasks = outer * blocks
@@ -618,6 +701,7 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     j_step = 1 if temperature.shape[1] > 1 else 0
     unit_stride = x.strides[2] == x.itemsize and out.strides[2] == out.itemsize
     for c in prange(n_chunks):
+        wide_vectors()
         tile = np.empty((block, n), dtype=x.dtype)
         buffer = np.empty((16, block), dtype=x.dtype)
         scratch = np.empty(n, dtype=x.dtype)
