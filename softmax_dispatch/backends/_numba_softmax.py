@@ -56,7 +56,7 @@ from numba.extending import overload
 from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
-from ._transpose import transpose_block
+from ._transpose import prefetch_for_write, transpose_block
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
@@ -669,6 +669,12 @@ def _tile_out_blocks(tile, out2, j0, w):
     lanes = 64 // out2.itemsize
     n_full, w_full = n - n % lanes, w - w % lanes
     for k0 in range(0, n_full, lanes):
+        # The next group's lines of out2, for writing, while this group is
+        # transposed (see prefetch_for_write); in bounds, though a prefetch
+        # could not fault.
+        for k in range(k0 + lanes, min(k0 + 2 * lanes, n)):
+            for j in range(0, w_full, lanes):
+                prefetch_for_write(out2, k, j0 + j)
         for j in range(0, w_full, lanes):
             transpose_block(tile, j, k0, out2, k0, j0 + j)
     for k in range(n):
