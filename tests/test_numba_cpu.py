@@ -58,11 +58,13 @@ def test_kernels_are_cached_on_disk_and_reused():
 def test_hot_loops_use_packed_simd_exp(dtype):
     """The exp loops compile to packed FMAs on ymm/zmm registers (our exp vectorises).
     Where the CPU has AVX-512, Intel's included (for which LLVM picks ymm unless
-    ``wide_vectors`` lets it do otherwise), the softmax kernels' run on zmm; in the
-    others LLVM's cost model may still choose ymm (a loop that also counts in int64,
-    for one)."""
+    ``wide_vectors`` lets it do otherwise), every kernel's run on zmm.  The log-space
+    exp loops ran on ymm until their counts were kept in int32 (``_logsumexp``; an
+    int64 count takes two zmm per 16 lanes, so LLVM chose 8 lanes for the whole loop)
+    and a bool (``_softmax_backward``'s log_softmax pass)."""
     avx512 = re.search(r"\bavx512f\b", open("/proc/cpuinfo").read())
-    wide = ("_softmax_rows", "_softmax_columns") if avx512 else ()
+    wide = ("_softmax_rows", "_softmax_columns", "_logsumexp", "_softmax_backward",
+            "_cross_entropy") if avx512 else ()
     code = f"""
 import numpy as np, softmax_dispatch as sd
 from softmax_dispatch.backends import _numba_softmax, _numba_family

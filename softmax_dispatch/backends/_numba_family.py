@@ -157,36 +157,62 @@ def _logsumexp(x, out, masked, mask, temperature, n_chunks):
 # -- softmax / log_softmax backward ----------------------------------------------------
 
 
-@jit(fastmath={"reassoc"})
-def _sum_products(gr, yr, log_output, masked, mr):
-    """``(sum, live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax) or
-    ``sum(g)`` over the entries that take part (log_softmax), in float64, and the
-    count of live entries (``y > -inf`` and not masked; masked log_softmax only).
+#: Entries per partial sum of ``_sum_products``, summed in the input's precision.
+SUM_BLOCK = 1024
 
-    One pass, ``reassoc`` so that LLVM sums in SIMD lanes: the order depends only
-    on this compiled loop and the row's length, and the kernel receives
-    C-contiguous rows only (``numba_cpu.softmax_backward``), so the bits depend
-    only on the row.  It replaced products written to a float64 block and summed
-    by ``_lane_sum``: 2.2 -> 1.6 ms for ``softmax_backward`` on (64, 50257)
-    float32, one thread (docs/performance.md).
+
+@jit(fastmath={"reassoc"})
+def _block_sum(gr, yr, log_output, masked, mr):
+    """``(sum, any_live)`` of one block of ``_sum_products``, in the input's
+    precision; ``reassoc`` so that LLVM sums in SIMD lanes (16 float32 lanes and
+    four registers: each lane sums 16 of the block's 1024 terms)."""
+    wide_vectors()
+    n = gr.shape[0]
+    zero = _like(0.0, gr[0])
+    total = zero
+    live = False
+    if log_output and masked:
+        for i in range(n):
+            total += gr[i] if mr[i] else zero
+            live |= mr[i] & (yr[i] > -np.inf)
+    elif log_output:  # live entries are found by the write pass (it reads y anyway)
+        for i in range(n):
+            total += gr[i]
+    elif masked:
+        for i in range(n):
+            total += gr[i] * yr[i] if (mr[i] and yr[i] != 0) else zero
+    else:
+        for i in range(n):
+            total += gr[i] * yr[i] if yr[i] != 0 else zero
+    return total, live
+
+
+@jit()
+def _sum_products(gr, yr, log_output, masked, mr):
+    """``(sum, any_live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax)
+    or ``sum(g)`` over the entries that take part (log_softmax), and whether any
+    entry is live (``y > -inf`` and not masked; masked log_softmax only).
+
+    Blocks of ``SUM_BLOCK`` entries are summed in the input's precision, and the
+    block sums in float64.  For float32 this replaced a float64 sum of every
+    product: converting each ``g`` and ``y`` to float64 tripled the instructions
+    per loaded byte, and the pass, bound by memory, ran slower (fewer loads in
+    flight): ``softmax_backward`` on (64, 50257) float32 about 15 % faster, with
+    the error still ~1e-7 of the terms that cancel (PyTorch, one float32 sum:
+    1e-6).  The order of every sum depends only on this compiled code and the
+    row's length, and the kernel receives C-contiguous rows only
+    (``numba_cpu.softmax_backward``), so the bits depend only on the row.
     """
     wide_vectors()
     n = gr.shape[0]
     total = 0.0
-    live = 0
-    if log_output and masked:
-        for i in range(n):
-            total += np.float64(gr[i]) if mr[i] else 0.0
-            live += mr[i] and yr[i] > -np.inf
-    elif log_output:  # live entries are counted by the write pass (it reads y anyway)
-        for i in range(n):
-            total += np.float64(gr[i])
-    elif masked:
-        for i in range(n):
-            total += np.float64(gr[i]) * np.float64(yr[i]) if (mr[i] and yr[i] != 0) else 0.0
-    else:
-        for i in range(n):
-            total += np.float64(gr[i]) * np.float64(yr[i]) if yr[i] != 0 else 0.0
+    live = False
+    for start in range(0, n, SUM_BLOCK):
+        stop = min(n, start + SUM_BLOCK)
+        part, part_live = _block_sum(gr[start:stop], yr[start:stop], log_output, masked,
+                                     mr[start:stop])
+        total += np.float64(part)
+        live |= part_live
     return total, live
 
 
@@ -220,15 +246,16 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     (all ``-inf`` input, or fully masked); masked entries give 0 and are left out
     of ``sum(g)``.
 
-    Unmasked, the first pass reads only ``g`` and the write pass counts the live
-    entries: ``y`` then streams from memory while the exps are computed, instead
-    of in the memory-bound first pass ((64, 50257) float32: see
-    docs/performance.md).  The count is an integer, so its order cannot matter.
+    Unmasked, the first pass reads only ``g`` and the write pass finds whether any
+    entry is live: ``y`` then streams from memory while the exps are computed,
+    instead of in the memory-bound first pass ((64, 50257) float32: see
+    docs/performance.md).  A bool, not a count: an int64 count made LLVM run the
+    float32 exp loop 8 lanes wide instead of 16 (1.5-2x slower on AVX-512).
     """
     wide_vectors()
     n = gr.shape[0]
     s, live = _sum_products(gr, yr, True, masked, mr)
-    if masked and live == 0:
+    if masked and not live:
         for i in range(n):
             outr[i] = 0.0
         return
@@ -236,19 +263,19 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     # p == 0 skips an infinite s.  T = 1: no division, and all in y's precision
     # (float32 -> float64 conversions made this pass 1.6x slower: 2.19 against
     # 1.35 ms on (64, 50257), one thread); otherwise the rest in float64.
-    live = 0
+    any_live = False
     if t == 1:
         s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
         for i in range(n):
             p = _exp_nonpos(yr[i])
             outr[i] = gr[i] - (p * s_y if p != 0 else zero)
-            live += yr[i] > -np.inf
+            any_live |= yr[i] > -np.inf
     else:
         for i in range(n):
             p = np.float64(_exp_nonpos(yr[i]))
             outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
-            live += yr[i] > -np.inf
-    if live == 0:  # all -inf: a fully masked row
+            any_live |= yr[i] > -np.inf
+    if not any_live:  # all -inf: a fully masked row
         for i in range(n):
             outr[i] = 0.0
     elif masked:
@@ -263,11 +290,17 @@ def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks
         wide_vectors()
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
-            mr = mask[r if masked else 0]
-            if log_output:
-                _log_softmax_backward_row(g[r], y[r], out[r], t, masked, mr)
+            # ``masked`` as a constant in each call, so that LLVM compiles an
+            # unmasked row routine without the masked paths: with the flag passed
+            # through, (64, 50257) float32 ran 7-9 % slower (docs/performance.md).
+            if log_output and masked:
+                _log_softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
+            elif log_output:
+                _log_softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
+            elif masked:
+                _softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
             else:
-                _softmax_backward_row(g[r], y[r], out[r], t, masked, mr)
+                _softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
 
 
 # -- sparsemax -------------------------------------------------------------------------
