@@ -163,28 +163,30 @@ SUM_BLOCK = 1024
 
 @jit(fastmath={"reassoc"})
 def _block_sum(gr, yr, log_output, masked, mr):
-    """``(sum, any_live)`` of one block of ``_sum_products``, in the input's
-    precision; ``reassoc`` so that LLVM sums in SIMD lanes (16 float32 lanes and
-    four registers: each lane sums 16 of the block's 1024 terms)."""
+    """``(sum, any_live)`` of one block of ``_sum_products``; ``reassoc`` so that
+    LLVM sums in SIMD lanes.  ``sum(g y)`` in the input's precision (16 float32
+    lanes and four registers: each lane sums 16 of the block's 1024 products);
+    ``sum(g)`` in float64 (see ``_sum_products``)."""
     wide_vectors()
     n = gr.shape[0]
     zero = _like(0.0, gr[0])
-    total = zero
+    products = zero
+    total = 0.0
     live = False
     if log_output and masked:
         for i in range(n):
-            total += gr[i] if mr[i] else zero
+            total += np.float64(gr[i]) if mr[i] else 0.0
             live |= mr[i] & (yr[i] > -np.inf)
     elif log_output:  # live entries are found by the write pass (it reads y anyway)
         for i in range(n):
-            total += gr[i]
+            total += np.float64(gr[i])
     elif masked:
         for i in range(n):
-            total += gr[i] * yr[i] if (mr[i] and yr[i] != 0) else zero
+            products += gr[i] * yr[i] if (mr[i] and yr[i] != 0) else zero
     else:
         for i in range(n):
-            total += gr[i] * yr[i] if yr[i] != 0 else zero
-    return total, live
+            products += gr[i] * yr[i] if yr[i] != 0 else zero
+    return total + np.float64(products), live
 
 
 @jit()
@@ -193,15 +195,17 @@ def _sum_products(gr, yr, log_output, masked, mr):
     or ``sum(g)`` over the entries that take part (log_softmax), and whether any
     entry is live (``y > -inf`` and not masked; masked log_softmax only).
 
-    Blocks of ``SUM_BLOCK`` entries are summed in the input's precision, and the
-    block sums in float64.  For float32 this replaced a float64 sum of every
-    product: converting each ``g`` and ``y`` to float64 tripled the instructions
-    per loaded byte, and the pass, bound by memory, ran slower (fewer loads in
-    flight): ``softmax_backward`` on (64, 50257) float32 about 15 % faster, with
-    the error still ~1e-7 of the terms that cancel (PyTorch, one float32 sum:
-    1e-6).  The order of every sum depends only on this compiled code and the
-    row's length, and the kernel receives C-contiguous rows only
-    (``numba_cpu.softmax_backward``), so the bits depend only on the row.
+    Blocks of ``SUM_BLOCK`` entries, their sums added in float64.  ``sum(g y)``
+    is summed within a block in the input's precision: converting each ``g`` and
+    ``y`` to float64 tripled the instructions per loaded byte of a memory-bound
+    pass, and it ran slower (fewer loads in flight): (64, 50257) float32 about
+    7 % faster, with the error 1-2e-7 of the terms that cancel instead of 6e-8-1e-7
+    (PyTorch, one float32 sum: 1e-6).  ``sum(g)`` stays in float64: in float32 blocks
+    the log_softmax error rose twentyfold (1.4-3.1e-6; ``g`` is not damped by
+    ``y <= 1`` as the products are) for a few per cent of speed.  The order of every
+    sum depends only on this compiled code and the row's length, and the kernel
+    receives C-contiguous rows only (``numba_cpu.softmax_backward``), so the bits
+    depend only on the row.
     """
     wide_vectors()
     n = gr.shape[0]
@@ -211,7 +215,7 @@ def _sum_products(gr, yr, log_output, masked, mr):
         stop = min(n, start + SUM_BLOCK)
         part, part_live = _block_sum(gr[start:stop], yr[start:stop], log_output, masked,
                                      mr[start:stop])
-        total += np.float64(part)
+        total += part
         live |= part_live
     return total, live
 
