@@ -90,6 +90,50 @@ for name, module in kernels.items():
         assert int(count) >= 5, f"{name} has only {count} packed FMAs on {registers} for {dtype}"
 
 
+COUNT_IN_PARTS = """
+import hashlib, sys
+import numpy as np
+from softmax_dispatch.backends import _numba_softmax
+if sys.argv[1] != "default":
+    _numba_softmax._COUNT_BLOCK = int(sys.argv[1])  # read when the kernels compile, below
+import softmax_dispatch as sd
+rng = np.random.default_rng(3)
+digest = hashlib.sha256()
+for dtype in ("float32", "float64"):
+    x = (rng.standard_normal((40, 50)) * 3).astype(dtype)
+    x[3, ::5] = x[3].max()       # ten maxima, spread over several parts
+    x[4, :] = 1.5                # every entry a maximum
+    x[6, 7] = np.nan
+    per_row = rng.uniform(0.5, 2.0, (40, 1))
+    for t in (1.0, per_row):
+        cases = [(sd.log_softmax, x, -1, t), (sd.logsumexp, x, -1, t),
+                 (sd.log_softmax, x.T, 0, t.T if np.ndim(t) else t)]  # the column kernel
+        for function, a, axis, temperature in cases:
+            result = function(a, axis=axis, temperature=temperature, backend="numba_cpu")
+            reference = function(a, axis=axis, temperature=temperature, backend="numpy")
+            assert np.allclose(result, reference, rtol=1e-5, atol=1e-5, equal_nan=True), dtype
+            digest.update(np.ascontiguousarray(result).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_maxima_counted_in_parts_give_the_same_bits():
+    """``_store_exps`` counts a row's maxima (log_softmax, logsumexp) in int32 parts of
+    ``_COUNT_BLOCK`` entries (2**30, so an int32 cannot overflow).  Rows longer than a
+    part are out of a test's reach at that size, so a process with parts of 7 entries
+    runs the multi-part path: counts, the exps and the next row's max (the row
+    pipeline's ``ahead``) must come out bitwise as with one part."""
+    digests = {}
+    for part in ("7", "default"):
+        with tempfile.TemporaryDirectory() as cache:  # a fresh cache: compiled with this part size
+            out = subprocess.run([sys.executable, "-c", COUNT_IN_PARTS, part],
+                                 env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+                                 capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        digests[part] = out.stdout.strip()
+    assert digests["7"] == digests["default"]
+
+
 def test_float16_goes_through_float32():
     import softmax_dispatch as sd
 
