@@ -28,7 +28,8 @@ compute a row with the same routine, so they give the same bits:
 
 Numerics (the contract in ``softmax_dispatch.softmax``):
 
-- float32 rows are computed in float32 (16 SIMD lanes) but summed in float64;
+- float32 rows are computed in float32 (16 SIMD lanes) but summed in float64
+  (rows shorter than ``SHORT_ROW`` in order, longer ones in SIMD lanes);
   float64 in float64; float16 is widened to float32 by the wrapper (Numba has no
   float16 on the CPU), which costs one extra pass over the input and the output.
 - ``exp`` is our own vectorisable one (``_simd_exp``): Numba's calls libm once per
@@ -329,7 +330,27 @@ def _lane_sum(e):
     ``x``, whose layouts vary), so every kernel, layout and in-place call gets
     the same specialisation and the same bits.  (A loop that also stores would
     have run vectorised or scalar depending on a run-time overlap check.)
+
+    Rows shorter than ``SHORT_ROW`` are summed in order instead
+    (``_sum_in_order``): an order that does not depend on the compiled code, so
+    that the short-row kernel can repeat it inline.
     """
+    wide_vectors()
+    if e.shape[0] < SHORT_ROW:
+        return _sum_in_order(e)
+    total = 0.0
+    for i in range(e.shape[0]):
+        total += np.float64(e[i])
+    return total
+
+
+@jit(fastmath=False)
+def _sum_in_order(e):
+    """Sum in float64, element by element from the first: what ``_lane_sum`` does
+    on rows shorter than ``SHORT_ROW``, so that ``_softmax_short_rows`` can make
+    the very same adds inline, many rows at a time, without a call per row.
+    (``fastmath=False`` explicitly: a callee otherwise takes its caller's flags,
+    and ``reassoc`` would let LLVM reorder the adds.)"""
     wide_vectors()
     total = 0.0
     for i in range(e.shape[0]):
@@ -544,15 +565,20 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     lanes, interleaved, need 32+ elements), so ``_softmax_row`` would run it
     scalar.  Here a group of rows is one contiguous stretch of memory: the per-row
     shift and temperature are spread into per-element buffers, and one long loop
-    computes ``exp((x - shift) / T)`` for the whole group, vectorised.  Sums and
-    the limit rules stay per row (the same ``_lane_sum`` and ``_careful_row`` as
-    the row kernel, so the bits are the row kernel's).
+    computes ``exp((x - shift) / T)`` for the whole group, vectorised.  The limit
+    rules stay per row (the same ``_special_row`` as the row kernel).
+
+    Everything per row is inline, with no call and no array view per row: on a
+    row of 10, a call to ``_row_max`` or ``_lane_sum`` cost more than its work
+    (1M x 10 into ``out=``, two threads: float32 32 -> 19 ms, float64 37 ->
+    29 ms; docs/performance.md).  The max
+    is the same exact key max as ``_row_max``; the sum is in order, element by
+    element in float64, the very adds ``_lane_sum`` makes on rows shorter than
+    ``SHORT_ROW``; so the bits are the row kernel's.
 
     One temperature of 1 for all rows (the common call) skips the temperature
     buffers, the per-element division and the min: ``(d * 1) / 1`` is ``d``
-    exactly, so the bits are the same, at half the time (1M x 10 float32, one
-    thread: 52 -> 28 ms).  The per-row max is then an inline loop: a call to
-    ``_row_max`` per row of 10 cost more than the max itself.
+    exactly, so the bits are the same, at half the time.
     """
     wide_vectors()
     rows, n = x.shape
@@ -562,78 +588,97 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     unit = t_step == 0 and temperature[0, 0] == 1
     for c in prange(n_chunks):
         wide_vectors()
+        # Per-element buffers, in L1: the row's shift (for softmax then its scale,
+        # 1 / sum); its T as a prescale and a divisor (``_divisor``; not for T = 1);
+        # the exps (for log output then the row's log(sum)).
         shift = np.empty(group * n, dtype=x.dtype)
-        prescale = np.empty(group * n, dtype=x.dtype)
-        divisor = np.empty(group * n, dtype=x.dtype)
-        scale = np.empty(group * n, dtype=x.dtype)
+        prescale = np.empty(0 if unit else group * n, dtype=x.dtype)
+        divisor = np.empty(0 if unit else group * n, dtype=x.dtype)
         exps = np.empty(group * n, dtype=x.dtype)
-        is_max = np.empty(group * n, dtype=np.int64)
+        is_max = np.empty(group * n if log_output else 0, dtype=np.bool_)
         careful = np.zeros(group, dtype=np.bool_)
         for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
             r0 = g * group
-            r1 = min(r0 + group, rows)
-            size = (r1 - r0) * n
-            flat_x = x[r0:r1].reshape(size)
-            flat_out = out[r0:r1].reshape(size)
-            for r in range(r0, r1):
-                base = (r - r0) * n
-                if unit:  # _row_max inline; T = 1 needs no min (see _needs_care)
-                    xr = x[r]
-                    m = _like(-np.inf, xr[0])
+            w = min(group, rows - r0)
+            size = w * n
+            flat_x = x[r0 : r0 + w].reshape(size)
+            flat_out = out[r0 : r0 + w].reshape(size)
+            # Every branch on the call's flags is outside the loops over rows:
+            # one inside the per-row loop cost 30 % (1M x 10 float32, one thread).
+            if unit:  # T = 1 needs no min (see _needs_care)
+                for r in range(w):
+                    best = max_key(_like(-np.inf, flat_x[0]))
                     for k in range(n):
-                        m = _up(m, xr[k])
-                    careful[r - r0] = not (-np.inf < m < np.inf)
+                        key = max_key(flat_x[r * n + k])
+                        best = key if key > best else best
+                    m = from_key(best, flat_x[0])
+                    careful[r] = not (-np.inf < m < np.inf)
                     for k in range(n):
-                        shift[base + k] = m
-                    continue
-                t = temperature[r * t_step, 0]
-                m, lo = _row_bounds(x[r], t)
-                careful[r - r0] = _is_limit(t) or _needs_care(m, lo, t)
-                pre, tq = _divisor(t, m)
-                for k in range(n):
-                    shift[base + k] = m
-                    prescale[base + k] = pre
-                    divisor[base + k] = tq
-            if log_output and unit:
+                        shift[r * n + k] = m
+            else:
+                for r in range(w):
+                    best = max_key(_like(-np.inf, flat_x[0]))
+                    least = min_key(_like(np.inf, flat_x[0]))
+                    for k in range(n):
+                        key = max_key(flat_x[r * n + k])
+                        best = key if key > best else best
+                        key = min_key(flat_x[r * n + k])
+                        least = key if key < least else least
+                    m, lo = from_key(best, flat_x[0]), from_key(least, flat_x[0])
+                    temp = temperature[(r0 + r) * t_step, 0]
+                    careful[r] = _is_limit(temp) or _needs_care(m, lo, temp)
+                    pre, tq = _divisor(temp, m)
+                    for k in range(n):
+                        shift[r * n + k] = m
+                        prescale[r * n + k] = pre
+                        divisor[r * n + k] = tq
+            if log_output and unit:  # maxima store 0 and are counted, as in _store_exps
                 for i in range(size):
-                    t = flat_x[i] - shift[i]
-                    exps[i] = _exp_nonpos(t) if t != 0 else 0
-                    is_max[i] = t == 0
+                    d = flat_x[i] - shift[i]
+                    exps[i] = _exp_nonpos(d) if d != 0 else 0
+                    is_max[i] = d == 0
             elif unit:
                 for i in range(size):
                     exps[i] = _exp_nonpos(flat_x[i] - shift[i])
-            elif log_output:  # maxima store 0 and are counted, as in _store_exps
+            elif log_output:
                 for i in range(size):
-                    t = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i]
-                    exps[i] = _exp_nonpos(t) if t != 0 else 0
-                    is_max[i] = t == 0
+                    d = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i]
+                    exps[i] = _exp_nonpos(d) if d != 0 else 0
+                    is_max[i] = d == 0
             else:
                 for i in range(size):
                     exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
-            for r in range(r0, r1):
-                base = (r - r0) * n
-                total = _lane_sum(exps[base : base + n])
-                if log_output:
+            # The sums: in order, as _sum_in_order.  The scales overwrite the shifts.
+            if log_output:
+                for r in range(w):
+                    total = 0.0
                     maxima = 0
                     for k in range(n):
-                        maxima += is_max[base + k]
-                    value = math.log1p(total + (maxima - 1))
-                else:
-                    value = 1.0 / total
-                for k in range(n):
-                    scale[base + k] = value
+                        total += np.float64(exps[r * n + k])
+                        maxima += is_max[r * n + k]
+                    log_s = _like(math.log1p(total + (maxima - 1)), flat_x[0])
+                    for k in range(n):
+                        exps[r * n + k] = log_s
+            else:
+                for r in range(w):
+                    total = 0.0
+                    for k in range(n):
+                        total += np.float64(exps[r * n + k])
+                    scale = _like(1.0 / total, flat_x[0])
+                    for k in range(n):
+                        shift[r * n + k] = scale
             if log_output and unit:
                 for i in range(size):
-                    flat_out[i] = (flat_x[i] - shift[i]) - scale[i]
+                    flat_out[i] = (flat_x[i] - shift[i]) - exps[i]
             elif log_output:
                 for i in range(size):
-                    flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - scale[i]
+                    flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - exps[i]
             else:
                 for i in range(size):
-                    flat_out[i] = exps[i] * scale[i]
-            for r in range(r0, r1):
-                if careful[r - r0]:
-                    _special_row(x[r], out[r], temperature[r * t_step, 0], log_output)
+                    flat_out[i] = exps[i] * shift[i]
+            for r in range(w):
+                if careful[r]:
+                    _special_row(x[r0 + r], out[r0 + r], temperature[(r0 + r) * t_step, 0], log_output)
 
 
 # -- strided kernel (reduction over a non-last axis) ---------------------------------
