@@ -157,6 +157,11 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
     x[5, 0] = np.nan
     x[7, :] = -np.inf
     x[9, -1] = np.inf
+    # Signed zeros as maxima: both (the max may be either), and a lone -0.0 whose
+    # log(sum) is 0, so that log_softmax's sign of zero follows the max's.
+    x[11, :], x[11, 0], x[11, -1] = -1e4, 0.0, -0.0
+    x[12, :], x[12, 0], x[12, -1] = -1e4, -0.0, 0.0
+    x[13, :], x[13, -1] = -1e4, -0.0
     per_row = rng.uniform(0.5, 2.0, (300, 1))
     # Rows at the limits between ordinary ones: the row kernel takes the max of
     # row r + 1 in the exp pass of row r, and a special row in between stops that.
