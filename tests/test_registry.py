@@ -157,6 +157,13 @@ def test_the_common_call_takes_a_short_path_with_the_same_bits(dtype, shape):
         assert type(short) is np.ndarray and short.dtype == dtype and short.shape == shape
         assert short.flags.c_contiguous
         np.testing.assert_array_equal(short, general)
+        # out= too: a separate array, and x itself (in place)
+        out = np.full(shape, np.nan, dtype)
+        assert f(x, out=out) is out
+        np.testing.assert_array_equal(out, general)
+        inplace = x.copy()
+        assert f(inplace, out=inplace) is inplace
+        np.testing.assert_array_equal(inplace, general)
 
 
 def test_the_short_path_honours_use_backend_and_backend_errors(monkeypatch):
