@@ -57,6 +57,7 @@ from numba.extending import overload
 from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
+from ._simd_log import log1p_nonneg_f64
 from ._transpose import prefetch_for_write, transpose_block
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
@@ -510,7 +511,7 @@ def _softmax_row_bounded(xr, outr, temperature, log_output, scratch, separate, m
         maxima, ahead_max = _store_exps(xr, exps, m, pre, tq, log_output, ahead)
         total = _lane_sum(exps)
     if log_output:
-        log_s = _like(math.log1p(total + (maxima - 1)), m)
+        log_s = _like(log1p_nonneg_f64(total + (maxima - 1)), m)
         for i in range(n):
             outr[i] = ((xr[i] - m) * pre) / tq - log_s
     elif direct:
@@ -596,6 +597,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
         divisor = np.empty(0 if unit else group * n, dtype=x.dtype)
         exps = np.empty(group * n, dtype=x.dtype)
         is_max = np.empty(group * n if log_output else 0, dtype=np.bool_)
+        log_sums = np.empty(group if log_output else 0, dtype=np.float64)
         careful = np.zeros(group, dtype=np.bool_)
         for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
             r0 = g * group
@@ -650,7 +652,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
             else:
                 for i in range(size):
                     exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
-            # The sums: in order, as _sum_in_order.  The scales overwrite the shifts.
+            # The sums: in order, as _sum_in_order.
             if log_output:
                 for r in range(w):
                     total = 0.0
@@ -658,7 +660,11 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                     for k in range(n):
                         total += np.float64(exps[r * n + k])
                         maxima += is_max[r * n + k]
-                    log_s = _like(math.log1p(total + (maxima - 1)), flat_x[0])
+                    log_sums[r] = total + (maxima - 1)
+                for r in range(w):  # vectorised: one libm log1p per row cost 19 ns
+                    log_sums[r] = log1p_nonneg_f64(log_sums[r])
+                for r in range(w):
+                    log_s = _like(log_sums[r], flat_x[0])
                     for k in range(n):
                         exps[r * n + k] = log_s
             else:
