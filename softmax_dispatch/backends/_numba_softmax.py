@@ -599,6 +599,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
         is_max = np.empty(group * n if log_output else 0, dtype=np.bool_)
         log_sums = np.empty(group if log_output else 0, dtype=np.float64)
         careful = np.zeros(group, dtype=np.bool_)
+        originals = np.empty((group, n), dtype=x.dtype)  # the careful rows' x (below)
         for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
             r0 = g * group
             w = min(group, rows - r0)
@@ -636,6 +637,12 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                         shift[r * n + k] = m
                         prescale[r * n + k] = pre
                         divisor[r * n + k] = tq
+            # In place (out is x), the passes below write over x before the careful
+            # rows are done: keep those rows' x (rare rows; the check is per row).
+            for r in range(w):
+                if careful[r]:
+                    for k in range(n):
+                        originals[r, k] = flat_x[r * n + k]
             if log_output and unit:  # maxima store 0 and are counted, as in _store_exps
                 for i in range(size):
                     d = flat_x[i] - shift[i]
@@ -683,7 +690,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                     flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - exps[i]
             for r in range(w):
                 if careful[r]:
-                    _special_row(x[r0 + r], out[r0 + r], temperature[(r0 + r) * t_step, 0], log_output)
+                    _special_row(originals[r], out[r0 + r], temperature[(r0 + r) * t_step, 0], log_output)
 
 
 # -- strided kernel (reduction over a non-last axis) ---------------------------------

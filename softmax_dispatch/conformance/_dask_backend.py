@@ -30,6 +30,7 @@ CHUNK_BACKEND = "numba_cpu"
 #: ``TypeError`` (tests/test_dask.py checks it).
 OUT_TESTS = frozenset({
     "test_arguments.py::test_out_argument_checks", "test_arguments.py::test_out_and_in_place",
+    "test_arguments.py::test_in_place_with_special_rows",
     "test_arguments.py::test_family_out_checks", "test_gradients.py::test_out_and_in_place",
     "test_gradients.py::test_argument_errors", "test_gradients.py::test_sparsemax_backward_spelled_out",
     "test_logsumexp.py::test_out", "test_logsumexp.py::test_out_errors", "test_logsumexp.py::test_empty",

@@ -141,6 +141,28 @@ def test_out_and_in_place(backend, axis, log):
     np.testing.assert_array_equal(backend.get(buffer[1:]), got)
 
 
+@pytest.mark.parametrize("shape, axis", [((60, 10), -1), ((12, 70), -1), ((10, 12), 0)],
+                         ids=["short-rows", "rows", "columns"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.0, np.inf], ids=lambda t: f"T={t}")
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_in_place_with_special_rows(backend, shape, axis, temperature, log):
+    """In place gives the bits of a separate ``out``, also on the rows that take a
+    slow path (NaN, +inf, all -inf) and at the limit temperatures, which read the
+    row again after the fast path has written over it."""
+    x = np.random.default_rng(5).standard_normal(shape) * 3
+    rows = np.moveaxis(x, axis, -1)  # a view: the special values land in x
+    rows[1, 2] = np.nan
+    rows[3, 1] = np.inf
+    rows[4, :] = -np.inf
+    rows[6, 0] = rows[6, -1] = np.inf
+    rows[8, 1] = rows[8, -2] = rows[8].max() + 1  # a tie at the max (the T = 0 limit splits it)
+    function = sd.log_softmax if log else sd.softmax
+    want = backend.get(function(backend.put(x), axis=axis, temperature=temperature, backend=backend.name))
+    inplace = backend.put(x.copy())
+    assert function(inplace, axis=axis, temperature=temperature, out=inplace, backend=backend.name) is inplace
+    np.testing.assert_array_equal(backend.get(inplace), want)
+
+
 def layouts(x):
     """The same logical array in many memory layouts."""
     yield "C", np.ascontiguousarray(x)
