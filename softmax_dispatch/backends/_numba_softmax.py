@@ -572,10 +572,12 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
     Everything per row is inline, with no call and no array view per row: on a
     row of 10, a call to ``_row_max`` or ``_lane_sum`` cost more than its work
     (1M x 10 into ``out=``, two threads: float32 32 -> 19 ms, float64 37 ->
-    29 ms; docs/performance.md).  The max
-    is the same exact key max as ``_row_max``; the sum is in order, element by
-    element in float64, the very adds ``_lane_sum`` makes on rows shorter than
-    ``SHORT_ROW``; so the bits are the row kernel's.
+    29 ms; docs/performance.md).  The max is exact (a float max for T = 1, the
+    integer keys of ``_row_max_min`` otherwise), so it is ``_row_max``'s; the sum is
+    in order, element by element in float64, the very adds ``_lane_sum`` makes on
+    rows shorter than ``SHORT_ROW``; ``log(sum)`` is the row kernel's
+    ``log1p_nonneg_f64``, here over the group's rows at once; so the bits are the
+    row kernel's.
 
     One temperature of 1 for all rows (the common call) skips the temperature
     buffers, the per-element division and the min: ``(d * 1) / 1`` is ``d``
