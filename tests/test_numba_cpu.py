@@ -63,17 +63,18 @@ def test_hot_loops_use_packed_simd_exp(dtype):
     int64 count takes two zmm per 16 lanes, so LLVM chose 8 lanes for the whole loop)
     and a bool (``_softmax_backward``'s log_softmax pass)."""
     avx512 = re.search(r"\bavx512f\b", open("/proc/cpuinfo").read())
-    wide = ("_softmax_rows", "_softmax_columns", "_logsumexp", "_softmax_backward",
-            "_cross_entropy") if avx512 else ()
+    wide = ("_softmax_rows", "_softmax_columns", "_softmax_columns_streamed", "_logsumexp",
+            "_softmax_backward", "_cross_entropy") if avx512 else ()
     code = f"""
 import numpy as np, softmax_dispatch as sd
 from softmax_dispatch.backends import _numba_softmax, _numba_family
 x = np.random.default_rng(0).standard_normal((8, 300)).astype("{dtype}")
 y = sd.log_softmax(x)
 sd.softmax(x); sd.softmax(x, axis=0); sd.logsumexp(x); sd.log_softmax_backward(x, y)
+sd.softmax(x[:, ::2], axis=0)  # strided columns: the tiled kernel
 sd.cross_entropy(x, np.zeros(8, dtype=int), return_grad=True)
 kernels = {{"_softmax_rows": _numba_softmax, "_softmax_columns": _numba_softmax,
-           "_logsumexp": _numba_family, "_softmax_backward": _numba_family,
+           "_softmax_columns_streamed": _numba_softmax, "_logsumexp": _numba_family, "_softmax_backward": _numba_family,
            "_cross_entropy": _numba_family}}
 for name, module in kernels.items():
     f = getattr(module, name).serial  # these inputs are small: the serial twin ran
@@ -146,11 +147,14 @@ def test_float16_goes_through_float32():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 3, 10, 16, 17, 32, 33, 63, 64, 200])
 def test_every_kernel_gives_the_same_bits(dtype, n):
-    """Short-row, row and strided kernels compute each row identically (compared
-    as bit patterns: a -0.0 where another kernel gives 0.0 fails).  Rows shorter
-    than ``SHORT_ROW`` are summed in order by the short-row kernel inline and by
-    ``_lane_sum`` in the others."""
+    """Short-row, row and tiled column kernels compute each row identically
+    (compared as bit patterns: a -0.0 where another kernel gives 0.0 fails).  Rows
+    shorter than ``SHORT_ROW`` are summed in order by the short-row kernel inline
+    and by ``_lane_sum`` in the others; the streamed column kernel sums every
+    column in order, so it gives the same bits there and agrees to rounding on
+    longer columns."""
     import softmax_dispatch as sd
+    from softmax_dispatch.backends._numba_softmax import SHORT_ROW
 
     rng = np.random.default_rng(n)
     x = (rng.standard_normal((300, n)) * 5).astype(dtype)
@@ -177,13 +181,59 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
             t_columns = temperature if np.ndim(temperature) == 0 else temperature.T
             columns = f(np.ascontiguousarray(x.T), axis=0, backend="numba_cpu",
                         temperature=t_columns).T
-            # columns two elements apart: the element-wise tile copies, not the
-            # in-register block transposes
+            in_place = np.array(x.T, order="C")  # a copy (for n = 1, x.T is contiguous)
+            f(in_place, axis=0, out=in_place, backend="numba_cpu", temperature=t_columns)
+            np.testing.assert_array_equal(np.ascontiguousarray(columns.T).view(f"u{x.itemsize}"),
+                                          in_place.view(f"u{x.itemsize}"))
+            # 300 adjacent columns: the streamed column kernel; columns two
+            # elements apart: the tiled kernel's element-wise tile copies
             spaced = np.repeat(x.T, 2, axis=1)[:, ::2]
             spaced_columns = f(spaced, axis=0, backend="numba_cpu", temperature=t_columns).T
+            # 100 adjacent columns: the tiled kernel's in-register block transposes
+            t_narrow = t_columns if np.ndim(temperature) == 0 else t_columns[:, :100]
+            narrow = f(np.ascontiguousarray(x[:100].T), axis=0, backend="numba_cpu",
+                       temperature=t_narrow).T
+            np.testing.assert_array_equal(contiguous[:100].view(f"u{contiguous.itemsize}"),
+                                          np.ascontiguousarray(narrow).view(f"u{contiguous.itemsize}"))
             bits = contiguous.view(f"u{contiguous.itemsize}")
-            for other in (strided_out, columns, spaced_columns):
+            for other in (strided_out, spaced_columns) + ((columns,) if n < SHORT_ROW else ()):
                 np.testing.assert_array_equal(bits, np.ascontiguousarray(other).view(bits.dtype))
+            if n >= SHORT_ROW:
+                # The streamed column kernel sums each column in order, the row
+                # kernel in SIMD lanes: for a sum of n positive terms the two
+                # orders differ by at most about 2 n eps.
+                np.testing.assert_allclose(columns, contiguous, rtol=2 * n * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+def test_streamed_columns_take_the_slow_paths_in_place_or_not(dtype, log):
+    """The streamed column kernel hands the columns it cannot vectorise to the row
+    routine after its passes, which in place must still see their ``x``: a column
+    whose ``x - max`` overflows at T > 1, a NaN, a +inf, an all -inf column and
+    limit temperatures, among 300 ordinary columns of 10 (short enough that every
+    bit must be the row kernel's)."""
+    import softmax_dispatch as sd
+
+    f = sd.log_softmax if log else sd.softmax
+    big = np.finfo(dtype).max
+    x = np.random.default_rng(3).standard_normal((10, 300)).astype(dtype)
+    x[0, 5], x[1, 5] = big, -big
+    x[2, 6] = np.nan
+    x[3, 7] = np.inf
+    x[:, 8] = -np.inf
+    per_column = np.full((1, 300), 4.0)
+    per_column[0, 9], per_column[0, 10] = 0.0, np.inf
+    for temperature in (4.0, per_column):
+        t_rows = temperature if np.ndim(temperature) == 0 else temperature.T
+        rows = f(np.array(x.T, order="C"), temperature=t_rows, backend="numba_cpu")
+        assert np.all(np.isfinite(rows[5])) and np.isnan(rows[6]).all()
+        columns = f(x, axis=0, temperature=temperature, backend="numba_cpu")
+        in_place = x.copy()
+        f(in_place, axis=0, temperature=temperature, out=in_place, backend="numba_cpu")
+        bits = f"u{x.itemsize}"
+        for got in (columns, in_place):
+            np.testing.assert_array_equal(np.ascontiguousarray(got.T).view(bits), rows.view(bits))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,8 +1,10 @@
 """The softmax kernels of backend ``numba_cpu`` and the row routines the rest of
 its family (``_numba_family``) builds on.
 
-Three kernels cover every layout (see :mod:`softmax_dispatch._layout`); all three
-compute a row with the same routine, so they give the same bits:
+Four kernels cover every layout (see :mod:`softmax_dispatch._layout`); three
+compute a row with the same routine, so they give the same bits, and the fourth
+differs from them only in the order of its sums, and only on columns of
+``SHORT_ROW`` or more:
 
 ``_softmax_rows`` (``inner == 1``)
     One row per task, ``prange`` over rows, in a pipeline.  Three passes over a
@@ -20,7 +22,13 @@ compute a row with the same routine, so they give the same bits:
 ``_softmax_short_rows`` (contiguous rows shorter than ``SHORT_ROW``)
     The same numbers, but the exp runs over groups of rows at once.
 
-``_softmax_columns`` (``inner > 1``, a non-last axis)
+``_softmax_columns_streamed`` (``inner > 1``, a non-last axis, adjacent columns
+spanning ``STREAM_MIN_BYTES`` or more)
+    Vectorised across the columns, with no transposes: three passes down a block
+    of up to ``STREAM_WIDTH`` columns (max, exps and their sums, scale), each
+    reading long contiguous row segments.  Each column is summed in order.
+
+``_softmax_columns`` (the other non-last-axis layouts: strided or few columns)
     No transpose copy of the array: a task copies a block of adjacent columns
     into a transposed tile of about ``TILE_BYTES`` (16 x 16 float32 blocks
     transposed in registers, ``_transpose``), runs the row routine on it and
@@ -40,7 +48,9 @@ Numerics (the contract in ``softmax_dispatch.softmax``):
   contiguous scratch row, so it is the same compiled loop for every layout and
   in-place call.  No ``nnan``/``ninf`` anywhere: NaN and inf keep IEEE meaning.
   A row is never split across threads.  Results are therefore bitwise
-  identical run to run, for any thread count, any layout, in place or not.
+  identical run to run, for any thread count, in place or not, and for any
+  layout but the streamed columns' (there, to rounding; bitwise below
+  ``SHORT_ROW``).
 - The max ignores NaN; a NaN then reaches the sum (``exp(NaN) = NaN``) and
   poisons the whole row, as required.  Rows whose max is ``+inf`` or ``-inf``,
   and rows where ``x - max`` overflows, take a scalar path (``_careful_row``).
@@ -50,6 +60,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import overload
@@ -71,6 +82,19 @@ TILE_BYTES = 1024 * 1024
 
 #: Most columns per tile.
 MAX_BLOCK = 64
+
+#: Most columns per block of the streamed column kernel: a row segment of 4 KiB
+#: (float32) or 8 KiB (float64), long enough for the prefetchers to stream.
+#: (4096, 4096) float32 axis 0, two threads, ms: 64 columns 28, 512 22,
+#: 1024 17.7, 2048 17.5 (a first sketch of the kernel).
+STREAM_WIDTH = 2048
+
+#: Narrower rows (``inner`` elements) take the tiled kernel: the streamed one pays
+#: three calls per row segment, and on short segments those cost more than the
+#: work.  Tiled's time over streamed's, two threads: float32 (1000, 4096, 16)
+#: 0.14, (64, 1000, 100) 0.75, (192, 512, 512) 1.16, (4, 100, 20000) 3.2;
+#: float64 0.47, 1.18, 1.48, 2.6.
+STREAM_MIN_BYTES = 1024
 
 #: Entries per int32 count of the row's maxima (``_store_exps``): below 2**31, so
 #: the count cannot overflow on a row of any length.
@@ -824,6 +848,283 @@ def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
                 _tile_out(tile, out[o], j0, w, buffer)
 
 
+@jit()
+def _column_max(xk, shift, least, need_min):
+    """Pass 1 of ``_softmax_columns_streamed`` on one row segment: the running
+    max per column ignoring NaN (``_up``; a float max may keep -0.0 where
+    ``_row_max``'s keys give +0.0, only in a column with both as maxima, whose
+    outputs do not depend on the sign), and the min only where a T > 1 needs it
+    (``_row_bounds``)."""
+    wide_vectors()
+    if need_min:
+        for j in range(xk.shape[0]):
+            v = xk[j]
+            shift[j] = _up(shift[j], v)
+            least[j] = v if v < least[j] else least[j]
+    else:
+        for j in range(xk.shape[0]):
+            shift[j] = _up(shift[j], xk[j])
+
+
+@jit(error_model="numpy")
+def _column_exps(xk, ek, shift, prescale, divisor, log_output, unit):
+    """Pass 2 of ``_softmax_columns_streamed`` on one row segment: the exps of
+    ``_store_exps`` into ``ek``.  For log output a maximum (t == 0) stores -0.0,
+    which adds nothing to the sum and which ``_column_sums`` counts by its sign
+    (no exp is negative; a NaN's sign does not matter, its column is NaN).
+
+    Only ``ek`` is written: every other array this loop touched (the sum, the
+    count, a mask) was one more pair for LLVM's run-time overlap checks, and
+    past its limit it ran the loop scalar, 0.1 G exps/s; and a float64 sum in
+    the same loop as float32 exps halved their vector width."""
+    wide_vectors()
+    w = xk.shape[0]
+    if log_output and unit:
+        for j in range(w):
+            d = xk[j] - shift[j]
+            ek[j] = _exp_nonpos(d) if d != 0 else _like(-0.0, d)
+    elif log_output:
+        for j in range(w):
+            d = ((xk[j] - shift[j]) * prescale[j]) / divisor[j]
+            ek[j] = _exp_nonpos(d) if d != 0 else _like(-0.0, d)
+    elif unit:
+        for j in range(w):
+            ek[j] = _exp_nonpos(xk[j] - shift[j])
+    else:
+        for j in range(w):
+            ek[j] = _exp_nonpos(((xk[j] - shift[j]) * prescale[j]) / divisor[j])
+
+
+@jit(error_model="numpy")
+def _column_log_sums(xk, shift, totals, maxima):
+    """``_column_exps`` (log output, T = 1), ``_column_sums`` and
+    ``_column_maxima`` in one loop, for float64, whose exps and sums have the same
+    vector width: 0.62 -> 0.86 G elements/s (one thread, a segment in L1; for
+    float32 the fused loop ran 8 lanes wide, 1.42 -> 1.32)."""
+    wide_vectors()
+    for j in range(xk.shape[0]):
+        d = xk[j] - shift[j]
+        totals[j] += np.float64(_exp_nonpos(d) if d != 0 else 0)
+        maxima[j] = np.int32(maxima[j] + (d == 0))
+
+
+@jit(error_model="numpy")
+def _column_exps_summed(xk, ek, shift, totals):
+    """``_column_exps`` (softmax, T = 1) and ``_column_sums`` in one loop, for
+    float64, as ``_column_log_sums``: 0.73 -> 0.83 G elements/s (float32:
+    1.69 -> 1.57, so not used there).  ``ek`` must not overlap ``xk``."""
+    wide_vectors()
+    for j in range(xk.shape[0]):
+        e = _exp_nonpos(xk[j] - shift[j])
+        ek[j] = e
+        totals[j] += np.float64(e)
+
+
+@jit()
+def _column_sums(ek, totals):
+    """The exps of one row segment added to their columns' sums, in float64."""
+    wide_vectors()
+    for j in range(ek.shape[0]):
+        totals[j] += np.float64(ek[j])
+
+
+@jit()
+def _fold_sums(partial, totals):
+    """``totals += partial`` and ``partial = 0``: the column sums are summed in two
+    levels, ``SHORT_ROW`` rows at a time, then those partial sums in order, so
+    that the rounding error of a long column grows with ``SHORT_ROW + n /
+    SHORT_ROW`` rather than ``n`` (float64 (4096, 4096): 1.06e-14 -> 5.0e-15
+    against a long double reference, the row kernel's being 4.3e-15).  A column
+    shorter than ``SHORT_ROW`` has one partial sum, added to 0: the very adds of
+    ``_sum_in_order``."""
+    wide_vectors()
+    for j in range(partial.shape[0]):
+        totals[j] += partial[j]
+        partial[j] = 0.0
+
+
+@jit()
+def _column_maxima(ek, maxima):
+    """The maxima of one row segment (the exps stored as -0.0, ``_column_exps``)
+    added to their columns' counts, read from the exps' sign bits."""
+    wide_vectors()
+    for j in range(ek.shape[0]):
+        maxima[j] += np.int32(math.copysign(_like(1.0, ek[j]), ek[j]) < 0)
+
+
+@jit(error_model="numpy")
+def _column_logs(xk, ok, shift, prescale, divisor, log_sums, unit):
+    """Pass 3 of log output on one row segment: ``t - log(sum)``, recomputing
+    ``t`` from ``x`` as the row kernel does."""
+    wide_vectors()
+    w = xk.shape[0]
+    if unit:
+        for j in range(w):
+            ok[j] = (xk[j] - shift[j]) - log_sums[j]
+    else:
+        for j in range(w):
+            ok[j] = ((xk[j] - shift[j]) * prescale[j]) / divisor[j] - log_sums[j]
+
+
+@jit()
+def _column_scale(ok, scale):
+    """Pass 3 of softmax on one row segment: the exps times ``1 / sum``."""
+    wide_vectors()
+    for j in range(ok.shape[0]):
+        ok[j] = ok[j] * scale[j]
+
+
+@jit()
+def _copy_segment(src, dst):
+    wide_vectors()
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@RowKernel
+def _softmax_columns_streamed(x, out, temperature, log_output, n_chunks, width, separate):
+    """Normalise ``x`` (``(outer, n, inner)``, unit stride along ``inner``) along
+    axis 1, vectorised across the columns: no transposes.
+
+    A task takes ``width`` adjacent columns (a segment ``x[o, k, j0:j0 + width]``
+    of up to 8 KiB per row k) and makes three passes down its rows, each reading
+    whole contiguous segments, which the hardware prefetchers stream: a max per
+    column (``_column_max``); the exps, stored into ``out`` and summed per column
+    in float64 (``_column_exps``); then ``out`` scaled by ``1 / sum``
+    (``_column_scale``; log output ``t - log(sum)``, ``_column_logs``).  ``x`` is
+    read from memory once and again from L3 (or L2, for small blocks); every
+    element's work runs in 16 float32 (8 float64) lanes.  The tiled kernel
+    (``_softmax_columns``) pays two transposes and a write-back that misses on
+    every row: on (4096, 4096) axis 0 this kernel is faster by the figures in
+    docs/performance.md.
+
+    Each column's sum runs down its rows in order, ``SHORT_ROW`` rows at a time
+    and then over those partial sums (``_fold_sums``), where ``_lane_sum`` sums
+    a row in SIMD lanes: the bits are the row kernel's for columns shorter than
+    ``SHORT_ROW`` (which ``_lane_sum`` sums in order) and differ by rounding on
+    longer ones (at most about ``2 n eps`` relative; a few units in the last
+    place in float64, and rarely one in float32, whose sums are float64).  Every
+    column is computed whole by one task in one fixed order, so the bits do not
+    depend on the thread count or the block width.
+
+    Columns the vector path cannot take (a limit temperature, or
+    ``_needs_care``) go through the passes with harmless numbers and are then
+    redone by the row routine on the strided column (``_softmax_row``): the same
+    results as every other kernel's.  In place their ``x`` is copied aside
+    first (``kept``: rare columns, one strided read each).  ``separate`` false
+    (``out`` may be ``x``): each segment of ``x`` is also copied to a buffer
+    before a pass that writes ``out`` from it, so that no vectorised loop reads
+    what it writes (an overlap that LLVM's run-time check would send down its
+    scalar loop).
+    """
+    wide_vectors()
+    outer, n, inner = x.shape
+    blocks = (inner + width - 1) // width
+    tasks = outer * blocks
+    o_step = 1 if temperature.shape[0] > 1 else 0  # one temperature per row, or one for all
+    j_step = 1 if temperature.shape[1] > 1 else 0
+    unit = o_step == 0 and j_step == 0 and temperature[0, 0] == 1
+    fuse = x.itemsize == 8
+    for c in prange(n_chunks):
+        wide_vectors()
+        # Per-column state of one block, (width,) each: 10-50 KiB, in L1/L2.
+        shift = np.empty(width, dtype=x.dtype)  # the max
+        least = np.empty(width, dtype=x.dtype)
+        prescale = np.empty(width, dtype=x.dtype)
+        divisor = np.empty(width, dtype=x.dtype)
+        scale = np.empty(width, dtype=x.dtype)  # 1 / sum, or log(sum)
+        totals = np.empty(width, dtype=np.float64)
+        partial = np.empty(width, dtype=np.float64)  # the sums of up to SHORT_ROW rows
+        maxima = np.empty(width, dtype=np.int32)
+        special = np.empty(width, dtype=np.bool_)
+        exps = np.empty(width if log_output else 0, dtype=x.dtype)  # one row's, log output
+        segment = np.empty(0 if separate else width, dtype=x.dtype)  # one row's x, in place
+        scratch = np.empty(n, dtype=x.dtype)
+        for task in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
+            o = task // blocks
+            j0 = (task - o * blocks) * width
+            w = min(width, inner - j0)
+            xo = x[o]
+            oo = out[o]
+            need_min = False
+            for j in range(w):
+                t = temperature[o * o_step, (j0 + j) * j_step]
+                prescale[j], divisor[j] = _divisor(t, shift[0])
+                need_min = need_min or t > 1
+                shift[j] = -np.inf
+                least[j] = np.inf
+                totals[j] = 0.0
+                partial[j] = 0.0
+                maxima[j] = 0
+            # Pass 1: max (and min) per column.
+            for k in range(n):
+                _column_max(xo[k, j0 : j0 + w], shift[:w], least[:w], need_min)
+            n_special = 0
+            for j in range(w):
+                t = temperature[o * o_step, (j0 + j) * j_step]
+                lo = least[j] if t > 1 else _like(np.inf, shift[j])
+                special[j] = _is_limit(t) or _needs_care(shift[j], lo, t)
+                if special[j]:  # harmless numbers for the passes; the results are replaced
+                    shift[j], prescale[j], divisor[j] = 0, 1, 1
+                    n_special += 1
+            # In place, the passes write over the special columns' x: keep it.
+            kept = np.empty((0 if separate else n_special, n), dtype=x.dtype)
+            i = 0
+            for j in range(w):
+                if special[j] and not separate:
+                    for k in range(n):
+                        kept[i, k] = xo[k, j0 + j]
+                    i += 1
+            # Pass 2: the exps (into out for softmax), summed per column.
+            for k in range(n):
+                if log_output and unit and fuse:
+                    _column_log_sums(xo[k, j0 : j0 + w], shift, partial, maxima)
+                elif log_output:
+                    _column_exps(xo[k, j0 : j0 + w], exps[:w], shift, prescale, divisor,
+                                 log_output, unit)
+                    _column_sums(exps[:w], partial)
+                    _column_maxima(exps[:w], maxima)
+                elif separate and unit and fuse:
+                    _column_exps_summed(xo[k, j0 : j0 + w], oo[k, j0 : j0 + w], shift, partial)
+                elif separate:
+                    _column_exps(xo[k, j0 : j0 + w], oo[k, j0 : j0 + w], shift, prescale,
+                                 divisor, log_output, unit)
+                    _column_sums(oo[k, j0 : j0 + w], partial)
+                else:
+                    _copy_segment(xo[k, j0 : j0 + w], segment)
+                    _column_exps(segment[:w], oo[k, j0 : j0 + w], shift, prescale, divisor,
+                                 log_output, unit)
+                    _column_sums(oo[k, j0 : j0 + w], partial)
+                if (k + 1) % SHORT_ROW == 0 or k == n - 1:
+                    _fold_sums(partial[:w], totals)
+            # Pass 3: scale the exps in place, or t - log(sum) from x.
+            if log_output:
+                for j in range(w):
+                    scale[j] = _like(log1p_nonneg_f64(totals[j] + (maxima[j] - 1)), shift[j])
+                for k in range(n):
+                    if separate:
+                        _column_logs(xo[k, j0 : j0 + w], oo[k, j0 : j0 + w], shift, prescale,
+                                     divisor, scale, unit)
+                    else:
+                        _copy_segment(xo[k, j0 : j0 + w], segment)
+                        _column_logs(segment[:w], oo[k, j0 : j0 + w], shift, prescale,
+                                     divisor, scale, unit)
+            else:
+                for j in range(w):
+                    scale[j] = _like(1.0 / totals[j], shift[j])
+                for k in range(n):
+                    _column_scale(oo[k, j0 : j0 + w], scale)
+            i = 0
+            for j in range(w):
+                if special[j]:
+                    t = temperature[o * o_step, (j0 + j) * j_step]
+                    if separate:
+                        _softmax_row(xo[:, j0 + j], oo[:, j0 + j], t, log_output, scratch, True)
+                    else:
+                        _softmax_row(kept[i], oo[:, j0 + j], t, log_output, scratch, True)
+                        i += 1
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -840,6 +1141,21 @@ def launch_softmax(x3, out3, temperature, log_output) -> None:
             # Bounds only (no exact overlap test): a false "may share" costs speed, never bits.
             separate = not np.may_share_memory(x2, out2)
             _softmax_rows(x2, out2, temperature, log_output, min(outer, chunks_per_call), separate)
+    elif (x3.strides[2] == x3.itemsize and out3.strides[2] == out3.itemsize
+          and inner * x3.itemsize >= STREAM_MIN_BYTES and n < 2**31):
+        # Blocks of at most STREAM_WIDTH columns, as equal as whole vectors allow,
+        # and at least one per thread where the columns suffice (the width cannot
+        # change a bit: each column is summed whole, in order).
+        lanes = 64 // x3.itemsize
+        per_outer = -(-inner // STREAM_WIDTH)
+        per_outer = max(per_outer, min(-(-numba.get_num_threads() // outer), inner // lanes))
+        width = -(-inner // per_outer)
+        width = -(-width // lanes) * lanes
+        tasks = outer * -(-inner // width)
+        separate = not np.may_share_memory(x3, out3)
+        _softmax_columns_streamed(
+            x3, out3, temperature, log_output, min(tasks, chunks_per_call), width, separate
+        )
     else:
         # Columns per tile: a tile of n rows stays within TILE_BYTES; at least one
         # 64-byte line of columns (the unit memory is read in), at most 64.
