@@ -26,7 +26,8 @@ differs from them only in the order of its sums, and only on columns of
 spanning ``STREAM_MIN_BYTES`` or more)
     Vectorised across the columns, with no transposes: three passes down a block
     of up to ``STREAM_WIDTH`` columns (max, exps and their sums, scale), each
-    reading long contiguous row segments.  Each column is summed in order.
+    reading long contiguous row segments.  Each column is summed in order,
+    ``SHORT_ROW`` rows at a time and then over those partial sums.
 
 ``_softmax_columns`` (the other non-last-axis layouts: strided or few columns)
     No transpose copy of the array: a task copies a block of adjacent columns
@@ -83,8 +84,8 @@ TILE_BYTES = 1024 * 1024
 #: Most columns per tile.
 MAX_BLOCK = 64
 
-#: Most columns per block of the streamed column kernel: a row segment of 4 KiB
-#: (float32) or 8 KiB (float64), long enough for the prefetchers to stream.
+#: Most columns per block of the streamed column kernel: a row segment of 8 KiB
+#: (float32) or 16 KiB (float64), long enough for the prefetchers to stream.
 #: (4096, 4096) float32 axis 0, two threads, ms: 64 columns 28, 512 22,
 #: 1024 17.7, 2048 17.5 (a first sketch of the kernel).
 STREAM_WIDTH = 2048
@@ -870,7 +871,7 @@ def _column_max(xk, shift, least, need_min):
 def _column_exps(xk, ek, shift, prescale, divisor, log_output, unit):
     """Pass 2 of ``_softmax_columns_streamed`` on one row segment: the exps of
     ``_store_exps`` into ``ek``.  For log output a maximum (t == 0) stores -0.0,
-    which adds nothing to the sum and which ``_column_sums`` counts by its sign
+    which adds nothing to the sum and which ``_column_maxima`` counts by its sign
     (no exp is negative; a NaN's sign does not matter, its column is NaN).
 
     Only ``ek`` is written: every other array this loop touched (the sum, the
@@ -976,6 +977,7 @@ def _column_scale(ok, scale):
 
 @jit()
 def _copy_segment(src, dst):
+    """``dst[:len(src)] = src``: one row segment of ``x``, before an in-place pass."""
     wide_vectors()
     for j in range(src.shape[0]):
         dst[j] = src[j]
@@ -987,7 +989,7 @@ def _softmax_columns_streamed(x, out, temperature, log_output, n_chunks, width, 
     axis 1, vectorised across the columns: no transposes.
 
     A task takes ``width`` adjacent columns (a segment ``x[o, k, j0:j0 + width]``
-    of up to 8 KiB per row k) and makes three passes down its rows, each reading
+    of up to 8 KiB float32 or 16 KiB float64 per row k) and makes three passes down its rows, each reading
     whole contiguous segments, which the hardware prefetchers stream: a max per
     column (``_column_max``); the exps, stored into ``out`` and summed per column
     in float64 (``_column_exps``); then ``out`` scaled by ``1 / sum``
