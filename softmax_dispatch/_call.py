@@ -335,6 +335,27 @@ def begin_rows(x, axis, temperature, where, out, backend):
     return kernels, x.reshape(-1, n, 1), result, result.reshape(-1, n, 1)
 
 
+def begin_row_pair(y, g, axis, temperature, where, out, backend):
+    """:func:`begin_rows` for the backward passes (``y``: the forward output, ``g``:
+    the gradient of the loss): ``g`` must also be a C-contiguous ndarray of ``y``'s
+    shape and dtype, and ``out`` must share no memory with it or be its memory
+    exactly (in place).  Returns the kernels, ``y`` and ``g`` as 3-D, the result
+    and its 3-D view, or ``None`` (then the general path, with its promotion and
+    errors).  The general path costs about 10 us more per call: for a (4, 8)
+    float32 gradient 15 us in all against 5 us for ``softmax``."""
+    if not (g.__class__ is np.ndarray and y.__class__ is np.ndarray and g.shape == y.shape
+            and g.dtype == y.dtype and g.flags.c_contiguous):
+        return None
+    if out is not None and out.__class__ is np.ndarray and np.may_share_memory(g, out) \
+            and not _same_data(g, out):
+        return None
+    rows = begin_rows(y, axis, temperature, where, out, backend)
+    if rows is None:
+        return None
+    kernels, y3, result, result3 = rows
+    return kernels, y3, g.reshape(y3.shape), result, result3
+
+
 def begin(x, axis, backend, *, name: str = "x", plan: str = "memory", dtype=None) -> Call:
     """Check the input and the axes, choose the backend and plan the layout.
 

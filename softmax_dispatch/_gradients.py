@@ -12,11 +12,16 @@ import numpy as np
 
 from ._args import result_dtype
 from . import _arrays
-from ._call import as_numpy, begin, dtype_of
+from ._call import UNIT_TEMPERATURE, as_numpy, begin, begin_row_pair, dtype_of
 from ._dask import accepts_dask
 
 
 def _backward(kernel_name, grad_output, output, axis, temperature, where, out, backend, *extra):
+    rows = begin_row_pair(output, grad_output, axis, temperature, where, out, backend)
+    if rows is not None:
+        kernels, y3, g3, result, result3 = rows
+        getattr(kernels, kernel_name)(g3, y3, result3, UNIT_TEMPERATURE, *extra, None)
+        return result
     y = as_numpy(output, "output")
     g = as_numpy(grad_output, "grad_output")
     on_host = [_arrays.array_kind(a) == _arrays.NUMPY for a in (y, g)]

@@ -92,3 +92,39 @@ def test_every_function_is_checked_and_timed_on_tiny_cases():
     for case in TINY:
         assert case.name in table and case.name in markdown
     assert "read g and y, write dx" in table
+
+
+class _FakeWorker:
+    """Stands in for a worker process: records its turns, returns fixed samples."""
+
+    def __init__(self, name, log, samples, skip=False):
+        self.name, self.log, self.samples, self.skip, self.kind = name, log, samples, skip, "peer"
+
+    def runs(self, case):
+        return True
+
+    def prepare(self, described, references):
+        if self.skip:
+            return [dict(impl=self.name, kind="backend", case="c", skipped="no kernel")]
+        return [dict(impl=self.name, kind="peer", case="c", max_error=0.0)]
+
+    def turn(self, repeats, min_time):
+        self.log.append(self.name)
+        return {self.name: self.samples.pop(0)}
+
+
+def test_implementations_take_turns_and_their_samples_are_pooled(monkeypatch):
+    monkeypatch.setattr(runner, "TURN_PAUSE", 0.0)
+    log = []
+    workers = [
+        _FakeWorker("a", log, [[1.0, 1.0], [5.0], [5.0]]),
+        _FakeWorker("b", log, [[2.0], [2.0], [9.0, 9.0, 9.0]]),
+        _FakeWorker("skipped", log, [], skip=True),
+    ]
+    rows, lacking = runner._time_case(workers, TINY[0], {}, [], 3, 1, 0.0)
+    # Round r starts at the r-th worker that has something to time.
+    assert log == ["a", "b", "b", "a", "a", "b"]
+    assert [r["impl"] for r in lacking] == ["skipped"]
+    by_impl = {r["impl"]: r for r in rows}
+    assert by_impl["a"]["samples"] == 4 and by_impl["a"]["seconds"] == 3.0  # median of 1, 1, 5, 5
+    assert by_impl["b"]["samples"] == 5 and by_impl["b"]["seconds"] == 9.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import softmax_dispatch as sd
-from softmax_dispatch import _registry
+from softmax_dispatch import _gradients, _registry
 from softmax_dispatch._registry import BackendSpec
 
 
@@ -164,6 +164,44 @@ def test_the_common_call_takes_a_short_path_with_the_same_bits(dtype, shape):
         inplace = x.copy()
         assert f(inplace, out=inplace) is inplace
         np.testing.assert_array_equal(inplace, general)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8,), (3, 5, 7), (64, 300)])
+def test_the_backward_passes_take_a_short_path_with_the_same_bits(dtype, shape, monkeypatch):
+    """The backward passes of C-contiguous operands of one dtype skip the general
+    argument work (``_call.begin_row_pair``); a temperature of ``np.float64(1.0)``
+    takes the general path to the same kernel.  In place into either operand;
+    an ``out=`` overlapping ``grad_output`` partially, mixed dtypes and a shape
+    mismatch go the general way (scratch and copy, promotion, the error)."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    cases = [(sd.softmax_backward, sd.softmax(x)), (sd.log_softmax_backward, sd.log_softmax(x)),
+             (sd.sparsemax_backward, sd.sparsemax(x))]
+    for f, y in cases:
+        general = f(g, y, temperature=np.float64(1.0))
+        with monkeypatch.context() as patch:  # the short path never reaches the general one
+            patch.setattr(_gradients, "begin", None)
+            short = f(g, y)
+        assert type(short) is np.ndarray and short.dtype == dtype and short.shape == shape
+        np.testing.assert_array_equal(short, general)
+        out = np.full(shape, np.nan, dtype)
+        assert f(g, y, out=out) is out
+        np.testing.assert_array_equal(out, general)
+        for operand in ("g", "y"):
+            g2, y2 = g.copy(), y.copy()
+            target = g2 if operand == "g" else y2
+            assert f(g2, y2, out=target) is target
+            np.testing.assert_array_equal(target, general)
+        if g.ndim == 2:  # out= shifted by one row over grad_output: copied in through scratch
+            both = np.concatenate([g, g[:1]])
+            assert f(both[:-1], y, out=both[1:]) is not None
+            np.testing.assert_array_equal(both[1:], general)
+        wide = f(g.astype(np.float64), y)
+        assert wide.dtype == np.float64
+        with pytest.raises(ValueError, match="shape"):
+            f(g[..., :-1], y)
 
 
 def test_the_short_path_honours_use_backend_and_backend_errors(monkeypatch):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,21 +71,90 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def _worker(spec: dict, progress: Progress, label: str):
-    """Run one implementation's worker process; yield its JSON rows as they come."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "softmax_dispatch.bench.worker"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    process.stdin.write(json.dumps(spec))
-    process.stdin.close()
-    for line in process.stdout:
-        row = json.loads(line)
-        if "case" in row:
-            progress.step(f"{row['case']}: {row['impl']}")
-        yield row
-    if process.wait() != 0:
-        raise RuntimeError(f"the bench worker for {label} failed (exit {process.returncode})")
+#: Turns each implementation gets per case (``--quick``: ``QUICK_ROUNDS``); its
+#: samples are pooled over them.  Five turns of 3+ calls and 60+ ms each: the
+#: 15 calls and 0.3 s per implementation the bench took before it took turns.
+ROUNDS, QUICK_ROUNDS = 5, 2
+
+#: Pause after each turn, so that the OpenMP threads of the worker that just ran
+#: (libgomp spins a while after a parallel region) are asleep when the next starts.
+TURN_PAUSE = 0.01
+
+
+class Worker:
+    """One implementation's worker process (``bench.worker``), driven turn by turn."""
+
+    def __init__(self, kind: str, name: str):
+        self.kind, self.name = kind, name
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "softmax_dispatch.bench.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self._send({"kind": kind, "name": name})
+        self.missing = self._read().get("missing")
+
+    def _send(self, command: dict) -> None:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench worker for {self.name} failed (exit {self.process.wait()})")
+        return json.loads(line)
+
+    def runs(self, case: Case) -> bool:
+        return self.kind == "backend" or case.function in SUPPORTS[self.name]
+
+    def prepare(self, described: dict, references: list[str]) -> list[dict]:
+        """The case's rows (error, or skipped) once its operands are built and warm."""
+        self._send({"prepare": described, "references": references})
+        rows = []
+        while "ready" not in (row := self._read()):
+            rows.append(row)
+        return rows
+
+    def turn(self, repeats: int, min_time: float) -> dict[str, list[float]]:
+        self._send({"burst": repeats, "min_time": min_time})
+        return self._read()["samples"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        if self.process.wait() != 0:
+            raise RuntimeError(f"the bench worker for {self.name} failed (exit {self.process.returncode})")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _time_case(workers, case, described, references, rounds, repeats, min_time):
+    """Prepare the case in every worker that runs it, then give them turns: round
+    ``r`` starts at the ``r``-th worker, so none is always first after the pause.
+    Returns the timed rows (``seconds``: the median of all their samples) and the
+    skipped ones."""
+    rows, skipped, samples, turns = {}, [], {}, []
+    for worker in workers:
+        if not worker.runs(case):
+            continue
+        timed_here = False
+        for row in worker.prepare(described, references):
+            if "skipped" in row:
+                skipped.append(row)
+            else:
+                rows[row["impl"]], samples[row["impl"]] = row, []
+                timed_here = True
+        if timed_here:
+            turns.append(worker)
+    for r in range(rounds):
+        for worker in turns[r % len(turns):] + turns[:r % len(turns)]:
+            for impl, taken in worker.turn(repeats, min_time).items():
+                samples[impl].extend(taken)
+            time.sleep(TURN_PAUSE)
+    for impl, row in rows.items():
+        row.update(seconds=statistics.median(samples[impl]), samples=len(samples[impl]))
+    return list(rows.values()), skipped
 
 
 def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functions=None,
@@ -108,7 +179,7 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
         + sum(c.function in SUPPORTS[p] for p in peer_names)
         for c in work
     )
-    progress = Progress(total=expected + len(work) + 2)
+    progress = Progress(total=expected + len(work) + 2 + len(backends) + len(peer_names))
 
     import numba
 
@@ -131,37 +202,33 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
                 np.save(paths[-1], np.asarray(want, dtype=np.float64))
             references.append(paths)
         described = [c.describe() for c in work]
-        # A full run starts one worker per (case, implementation), cycling through
-        # the implementations case by case, so a change in the machine's load
-        # (it is shared) hits every implementation of a case alike.  --quick
-        # starts one worker per implementation, to stay near a minute.
-        batches = [list(range(len(work)))] if quick else [[i] for i in range(len(work))]
+        # Every implementation runs in a worker process of its own for the whole
+        # run, and they take turns on each case (see bench.worker): a change in
+        # the machine's load hits every implementation of a case alike.
+        rounds = QUICK_ROUNDS if quick else ROUNDS
+        per_turn = (math.ceil(repeats / rounds), min_time / rounds)
         implementations = [("backend", n) for n in backends] + [("peer", n) for n in peer_names]
-        for batch in batches:
+        workers = []
+        try:
             for kind, name in implementations:
-                if name in missing_peers:
-                    continue
-                if kind == "peer":
-                    batch_here = [i for i in batch if work[i].function in SUPPORTS[name]]
+                progress.step(f"starting {name}")
+                worker = Worker(kind, name)
+                if worker.missing is not None:
+                    missing_peers[name] = worker.missing
+                    worker.close()
                 else:
-                    batch_here = batch
-                if not batch_here:
-                    continue
-                spec = {
-                    "kind": kind,
-                    "name": name,
-                    "cases": [described[i] for i in batch_here],
-                    "references": [references[i] for i in batch_here],
-                    "repeats": repeats,
-                    "min_time": min_time,
-                }
-                for row in _worker(spec, progress, name):
-                    if "missing" in row:
-                        missing_peers[name] = row["missing"]
-                    elif "skipped" in row:
-                        not_run.append(row)
-                    else:
-                        rows.append(row)
+                    workers.append(worker)
+            for i, case in enumerate(work):
+                timed_rows, lacking = _time_case(workers, case, described[i], references[i], rounds, *per_turn)
+                not_run.extend(lacking)
+                for row in timed_rows:
+                    progress.step(f"{case.name}: {row['impl']}")
+                rows.extend(timed_rows)
+            for worker in workers:
+                worker.close()
+        finally:
+            for worker in workers:
+                worker.kill()
     progress.close()
 
     by_case = {case.name: case for case in work}
@@ -202,6 +269,7 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine_description(),
         "quick": quick,
+        "rounds": QUICK_ROUNDS if quick else ROUNDS,
         "copy_bandwidth_gb_per_s": bandwidth / 1e9,
         "copy_bandwidth_1_thread_gb_per_s": bandwidth_1t / 1e9,
         "copy_threads": threads,
@@ -282,7 +350,7 @@ def format_markdown(report: dict) -> str:
         f"Measured {report['when']} on {m['cpu_model']} ({m['cores']} cores, "
         f"{m['numba_threads']} Numba threads), numpy {m['numpy']}, numba {m['numba']}; "
         f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s (read + write, "
-        f"{report['copy_threads']} threads). Medians; GB/s counts the bytes each function must "
+        f"{report['copy_threads']} threads). Medians over {report.get('rounds', 1)} interleaved turns per implementation; GB/s counts the bytes each function must "
         "move; `x best` = best peer's time / ours, `x torch` = PyTorch's time / ours.",
         "",
         "| case | implementation | ms | GB/s | % of copy | x best peer | best peer (ms) | x torch | max error |",
