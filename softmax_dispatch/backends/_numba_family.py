@@ -189,7 +189,7 @@ def _block_sum(gr, yr, log_output, masked, mr):
     return total + np.float64(products), live
 
 
-@jit()
+@jit(inline="always")
 def _sum_products(gr, yr, log_output, masked, mr):
     """``(sum, any_live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax)
     or ``sum(g)`` over the entries that take part (log_softmax), and whether any
@@ -209,6 +209,12 @@ def _sum_products(gr, yr, log_output, masked, mr):
     """
     wide_vectors()
     n = gr.shape[0]
+    if n <= SUM_BLOCK:
+        # One block: no slices (each costs two atomic reference-count updates),
+        # no loop.  (64, 500) float32 softmax_backward, one thread: 24.3 -> 17.4
+        # us.  ``0.0 +`` keeps the loop's bits (a -0.0 sum becomes +0.0).
+        part, live = _block_sum(gr, yr, log_output, masked, mr)
+        return 0.0 + part, live
     total = 0.0
     live = False
     for start in range(0, n, SUM_BLOCK):
