@@ -341,8 +341,8 @@ def begin_row_pair(y, g, axis, temperature, where, out, backend):
     shape and dtype, and ``out`` must share no memory with it or be its memory
     exactly (in place).  Returns the kernels, ``y`` and ``g`` as 3-D, the result
     and its 3-D view, or ``None`` (then the general path, with its promotion and
-    errors).  The general path costs about 10 us more per call: for a (4, 8)
-    float32 gradient 15 us in all against 5 us for ``softmax``."""
+    errors).  The general path costs about 7 us more per call: a (4, 8) float32
+    gradient took 15.0 us through it and takes 7.9 here (``softmax``: 5.5)."""
     if not (g.__class__ is np.ndarray and y.__class__ is np.ndarray and g.shape == y.shape
             and g.dtype == y.dtype and g.flags.c_contiguous):
         return None
