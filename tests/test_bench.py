@@ -128,3 +128,6 @@ def test_implementations_take_turns_and_their_samples_are_pooled(monkeypatch):
     by_impl = {r["impl"]: r for r in rows}
     assert by_impl["a"]["samples"] == 4 and by_impl["a"]["seconds"] == 3.0  # median of 1, 1, 5, 5
     assert by_impl["b"]["samples"] == 5 and by_impl["b"]["seconds"] == 9.0
+    # A case that no worker times (every implementation lacks the kernel) is only skipped.
+    rows, lacking = runner._time_case([_FakeWorker("skipped", log, [], skip=True)], TINY[0], {}, [], 3, 1, 0.0)
+    assert rows == [] and [r["impl"] for r in lacking] == ["skipped"]
