@@ -308,3 +308,67 @@ def test_row_max_and_min_over_integer_keys_are_exact(dtype):
         assert got_min == want_min, (row, got_min, want_min)
         if want_max == 0:  # the max of a row holding +0.0 is +0.0 whatever the order
             assert np.signbit(got_max) == (not np.any((row == 0) & ~np.signbit(row)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_streamed_backward_rows_give_the_same_bits(monkeypatch, dtype, offset):
+    """softmax_backward into a large output finishes each row in scratch and writes
+    it with streaming stores (``_stream``): the very same values as the ordinary
+    stores, whatever the row length (heads and tails around the aligned lines),
+    the output's offset from a 64-byte line, the mask and the temperature.
+    Streaming is forced here on small arrays by lowering the size bound."""
+    import softmax_dispatch as sd
+    from softmax_dispatch.backends import _stream
+
+    rng = np.random.default_rng(7)
+    for shape in [(5, 3), (7, 16), (9, 37), (4, 300), (3, 1000)]:
+        g = rng.standard_normal(shape).astype(dtype)
+        y = sd.softmax(rng.standard_normal(shape).astype(dtype))
+        where = rng.random(shape) > 0.3
+        t = rng.uniform(0.5, 2.0, (shape[0], 1))
+        buffer = np.empty(g.size + offset, dtype=dtype)
+        out = buffer[offset:].reshape(shape)
+        for kwargs in ({}, {"where": where}, {"temperature": t}):
+            monkeypatch.setattr(_stream, "STREAM_MIN_BYTES", 1 << 62)
+            assert not _stream.streams(out)
+            plain = sd.softmax_backward(g, y, backend="numba_cpu", **kwargs)
+            monkeypatch.setattr(_stream, "STREAM_MIN_BYTES", 0)
+            assert _stream.streams(out)
+            streamed = sd.softmax_backward(g, y, out=out, backend="numba_cpu", **kwargs)
+            assert streamed is out
+            np.testing.assert_array_equal(streamed, plain)
+            np.testing.assert_array_equal(sd.softmax_backward(g, y, backend="numba_cpu", **kwargs), plain)
+
+
+def test_stream_only_into_aligned_contiguous_outputs_of_the_sized_range():
+    from softmax_dispatch.backends import _stream
+
+    mib = 1024 * 1024
+    assert _stream.streams(np.empty(_stream.STREAM_MIN_BYTES // 4, np.float32))
+    assert not _stream.streams(np.empty(_stream.STREAM_MIN_BYTES // 4 - 1, np.float32))
+    assert not _stream.streams(np.empty(_stream.STREAM_MAX_BYTES // 8, np.float64))
+    assert not _stream.streams(np.empty((2048, 2048), np.float32)[:, ::2])  # 8 MiB, strided
+    misaligned = np.empty(8 * mib + 1, np.uint8)[1:].view(np.float32)
+    assert not misaligned.flags.aligned and not _stream.streams(misaligned)
+
+
+@pytest.mark.skipif(not re.search(r"\bsse2\b", open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""),
+                    reason="needs an x86-64 CPU")
+def test_streamed_backward_compiles_to_nontemporal_stores():
+    """A copy, so LLVM may pick the integer form (``vmovntdq``) for it."""
+    code = """
+import numpy as np, softmax_dispatch as sd
+from softmax_dispatch.backends import _numba_family, _stream
+_stream.STREAM_MIN_BYTES = 0
+x = np.random.default_rng(0).standard_normal((8, 300))
+sd.softmax_backward(x, sd.softmax(x))
+f = _numba_family._softmax_backward.serial
+asm = "".join(f.inspect_asm(s) for s in f.signatures)
+print(len(__import__("re").findall(r"\\bv?movnt(?:pd|ps|dq)\\b", asm)), asm.count("sfence"))
+"""
+    with tempfile.TemporaryDirectory() as cache:  # a fresh cache, so the code is compiled here
+        out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
+                             capture_output=True, text=True, check=True)
+    stores, fences = map(int, out.stdout.split())
+    assert stores >= 1 and fences >= 1
