@@ -313,11 +313,11 @@ def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks
     """``stream``: each row is finished in a scratch row (in L1/L2) and copied out
     with streaming stores, so that writing ``out`` reads nothing from memory.
     The wrapper asks for it for ``softmax_backward`` into outputs that
-    ``_stream.streams`` accepts: 8-20 % faster, new arrays and ``out=`` alike
-    ((64, 50257) float32 returning a new array 1.65-1.75 -> 1.40-1.51 ms, paired
-    in one process).  Not for ``log_softmax_backward``, whose write pass computes
-    an exp per entry: the extra pass over the scratch row made it 9-10 % slower
-    (docs/performance.md).  The same values either way."""
+    ``_stream.streams`` accepts: 10-32 % faster, new arrays and ``out=`` alike
+    ((64, 50257) float32 returning a new array 1.27-1.53 -> 1.09-1.29 ms; the
+    two in random order in one process).  Not for ``log_softmax_backward``, whose
+    write pass computes an exp per entry: the extra pass over the scratch row
+    made it 9-10 % slower (docs/performance.md).  The same values either way."""
     wide_vectors()
     tasks, n = y.shape
     for c in prange(n_chunks):

@@ -8,12 +8,11 @@ write-combining buffers without reading them.  On the 2-core Xeon, (4096, 4096)
 float32 copied with two threads: ordinary stores 36.6-40.2 GB/s (``np.copyto``
 35.4-45.8), streaming stores 51.1-56.6 GB/s (read + write, medians of 15).
 
-Where it pays (docs/performance.md, "Streaming stores"): the memory-bound
-backward passes, which read ``g`` and ``y`` and write ``dx`` once; there a row
-finished in a cache-resident scratch row and streamed out ran 13-19 % faster
-into ``out=``.  Not in the forward softmax: it is bound by its exps, and the
-streamed version was slower (its row is already finished in L1/L2 and evicted
-in the background).  The output is not left in cache, so only outputs larger
+Where it pays (docs/performance.md, "Streaming stores"): ``softmax_backward``,
+memory-bound, which reads ``g`` and ``y`` and writes ``dx`` once; a row finished
+in a cache-resident scratch row and streamed out ran 10-32 % faster.  Not where
+an exp per entry bounds the pass (``log_softmax_backward``, the forward softmax):
+there the streamed versions were slower.  The output is not left in cache, so only outputs larger
 than a core's L2 are streamed (``STREAM_MIN_BYTES``); a new result above
 ``STREAM_MAX_BYTES`` is not streamed either (see there).
 
