@@ -53,7 +53,6 @@ from ._numba_softmax import (
     _store_exps,
 )
 from ._philox import MASK32, SHIFT12, SHIFT32, UNIT52, philox4x32
-from ._stream import store_fence, stream_copy
 
 _philox = jit(inline="always")(philox4x32)
 
@@ -293,46 +292,25 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
         _clear_masked(outr, mr, 0.0)
 
 
-@jit(inline="always")
-def _backward_row(gr, yr, outr, t, log_output, masked, mr):
-    # ``masked`` as a constant in each call, so that LLVM compiles an unmasked
-    # row routine without the masked paths: with the flag passed through,
-    # (64, 50257) float32 ran 7-9 % slower (docs/performance.md).
-    if log_output and masked:
-        _log_softmax_backward_row(gr, yr, outr, t, True, mr)
-    elif log_output:
-        _log_softmax_backward_row(gr, yr, outr, t, False, mr)
-    elif masked:
-        _softmax_backward_row(gr, yr, outr, t, True, mr)
-    else:
-        _softmax_backward_row(gr, yr, outr, t, False, mr)
-
-
 @RowKernel
-def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks, stream):
-    """``stream``: each row is finished in a scratch row (in L1/L2) and copied out
-    with streaming stores, so that writing ``out`` reads nothing from memory.
-    The wrapper asks for it for ``softmax_backward`` into outputs that
-    ``_stream.streams`` accepts: 10-32 % faster, new arrays and ``out=`` alike
-    ((64, 50257) float32 returning a new array 1.27-1.53 -> 1.09-1.29 ms; the
-    two in random order in one process).  Not for ``log_softmax_backward``, whose
-    write pass computes an exp per entry: the extra pass over the scratch row
-    made it 9-10 % slower (docs/performance.md).  The same values either way."""
+def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks):
     wide_vectors()
     tasks, n = y.shape
     for c in prange(n_chunks):
         wide_vectors()
-        scratch = np.empty(n if stream else 0, dtype=out.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
-            mr = mask[r] if masked else mask[0]
-            if stream:
-                _backward_row(g[r], y[r], scratch, t, log_output, masked, mr)
-                stream_copy(out[r], scratch)
+            # ``masked`` as a constant in each call, so that LLVM compiles an
+            # unmasked row routine without the masked paths: with the flag passed
+            # through, (64, 50257) float32 ran 7-9 % slower (docs/performance.md).
+            if log_output and masked:
+                _log_softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
+            elif log_output:
+                _log_softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
+            elif masked:
+                _softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
             else:
-                _backward_row(g[r], y[r], out[r], t, log_output, masked, mr)
-        if stream:
-            store_fence()
+                _softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
 
 
 # -- sparsemax -------------------------------------------------------------------------

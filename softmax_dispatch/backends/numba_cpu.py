@@ -15,7 +15,6 @@ import numpy as np
 from . import _numba_family as family
 from ._numba_jit import CHUNKS_PER_CALL
 from ._numba_softmax import launch_softmax
-from ._stream import streams
 
 #: Stand-ins for absent optional operands (one compiled specialisation per kernel).
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)
@@ -114,8 +113,7 @@ def softmax_backward(g3, y3, out3, temperature, log_output, mask3=None) -> None:
     t = _row_values(temperature, y3.shape)
 
     def compute(target):
-        family._softmax_backward(g, y, target, t, log_output, *_mask_args(mask3),
-                                 _chunks(y.shape[0]), streams(target) and not log_output)
+        family._softmax_backward(g, y, target, t, log_output, *_mask_args(mask3), _chunks(y.shape[0]))
 
     _into_rows(out3, compute)
 
