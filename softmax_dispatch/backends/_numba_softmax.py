@@ -70,7 +70,7 @@ from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
 from ._simd_log import log1p_nonneg_f64
-from ._transpose import prefetch_for_write, transpose_block
+from ._transpose import prefetch_for_write, prefetch_to_l2, transpose_block
 
 #: Rows shorter than this take the grouped short-row kernel (when contiguous).
 SHORT_ROW = 64
@@ -96,6 +96,13 @@ STREAM_WIDTH = 2048
 #: 0.14, (64, 1000, 100) 0.75, (192, 512, 512) 1.16, (4, 100, 20000) 3.2;
 #: float64 0.47, 1.18, 1.48, 2.6.
 STREAM_MIN_BYTES = 1024
+
+#: How far ahead the row kernel asks for ``x`` (``prefetch_to_l2``), for rows of at
+#: most half of it (a longer row is read during the previous row's exp pass,
+#: ``_store_exps``, and a prefetch burst of one whole row ahead made (4096, 4096)
+#: no faster).  Rows of 512 float32, the attention case, into ``out=``: see
+#: docs/performance.md.
+PREFETCH_BYTES = 16384
 
 #: Entries per int32 count of the row's maxima (``_store_exps``): below 2**31, so
 #: the count cannot overflow on a row of any length.
@@ -575,7 +582,13 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
         # (_row_bounds) and takes the pass; so does a row after a special one.
         first, last = c * rows // n_chunks, (c + 1) * rows // n_chunks
         m_ahead = _like(np.nan, x[0, 0])
+        # Short rows also ask for the row PREFETCH_BYTES ahead, a line at a time.
+        ahead_rows = PREFETCH_BYTES // (n * x.itemsize) if x.strides[1] == x.itemsize else 0
+        lanes = 64 // x.itemsize
         for r in range(first, last):
+            if ahead_rows >= 2 and r + ahead_rows < last:
+                for j in range(0, n, lanes):
+                    prefetch_to_l2(x, r + ahead_rows, j)
             t = temperature[r * t_step, 0]
             if m_ahead == m_ahead and t <= 1:
                 m, lo = m_ahead, _like(np.inf, m_ahead)

@@ -91,21 +91,8 @@ def transpose_block(typingctx, src, si, sj, dst, di, dj):
     return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
 
 
-@intrinsic
-def prefetch_for_write(typingctx, array, i, j):
-    """Ask for the cache line of ``array[i, j]`` in the state for writing
-    (``llvm.prefetch``, ``prefetchw`` on x86).  A hint: it never faults.
-
-    The column kernel writes a tile back 64 bytes per row, each row 16 KiB or more
-    from the next: every store misses, waits for its line to be read for
-    ownership, and the stores drain one at a time.  Asked for one group of rows
-    ahead, the lines arrive while the current group is transposed: the write-back
-    of (4096, 4096) float32 went from 35.5 to 15.8 ms on one thread of the Xeon
-    machine, float64 110 -> 46 ms (docs/performance.md).  A read prefetch did
-    nothing for the tile copy in: loads already overlap their misses.
-    """
-    if not (isinstance(array, types.Array) and array.ndim == 2):
-        return None
+def _prefetch_codegen(write: int, locality: int):
+    """Codegen of ``llvm.prefetch`` for the line of ``array[i, j]`` (2-D)."""
 
     def codegen(context, builder, signature, args):
         array_value, i_value, j_value = args
@@ -117,9 +104,37 @@ def prefetch_for_write(typingctx, array, i, j):
         i32 = ir.IntType(32)
         prefetch = builder.module.declare_intrinsic(
             "llvm.prefetch", [pointer.type], ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]))
-        # write, keep in all cache levels (locality 3), data cache
-        builder.call(prefetch, [pointer, i32(1), i32(3), i32(1)])
+        # (address, read 0 / write 1, locality 0-3, data cache)
+        builder.call(prefetch, [pointer, i32(write), i32(locality), i32(1)])
         return context.get_dummy_value()
 
-    return types.none(array, types.intp, types.intp), codegen
+    return codegen
 
+
+@intrinsic
+def prefetch_for_write(typingctx, array, i, j):
+    """Ask for the cache line of ``array[i, j]`` in the state for writing
+    (``llvm.prefetch``, ``prefetchw`` on x86), kept in every level.  A hint: it
+    never faults.
+
+    The column kernel writes a tile back 64 bytes per row, each row 16 KiB or more
+    from the next: every store misses, waits for its line to be read for
+    ownership, and the stores drain one at a time.  Asked for one group of rows
+    ahead, the lines arrive while the current group is transposed: the write-back
+    of (4096, 4096) float32 went from 35.5 to 15.8 ms on one thread of the Xeon
+    machine, float64 110 -> 46 ms (docs/performance.md).  A read prefetch did
+    nothing for the tile copy in: loads already overlap their misses.
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 2):
+        return None
+    return types.none(array, types.intp, types.intp), _prefetch_codegen(1, 3)
+
+
+@intrinsic
+def prefetch_to_l2(typingctx, array, i, j):
+    """Ask for the cache line of ``array[i, j]`` for reading, into L2 (locality 2,
+    ``prefetcht1`` on x86).  A hint: it never faults.  The row kernel asks for
+    short rows several rows ahead (``_numba_softmax.PREFETCH_BYTES``)."""
+    if not (isinstance(array, types.Array) and array.ndim == 2):
+        return None
+    return types.none(array, types.intp, types.intp), _prefetch_codegen(0, 2)
