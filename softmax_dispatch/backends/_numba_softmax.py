@@ -170,6 +170,28 @@ def _divisor_overload(temperature, reference):
 
 
 @jit(inline="always")
+def rows_ahead(x):
+    """How many rows ahead a row kernel asks for the rows of ``x`` (2-D): the row
+    ``PREFETCH_BYTES`` ahead for contiguous rows of at most half that, else none
+    (0).  A short row is read in one burst, with little compute to hide the wait
+    behind; a longer one is read during the previous row's exp pass
+    (``_store_exps``), and a prefetch of it did not help (docs/performance.md)."""
+    if x.strides[1] != x.itemsize:
+        return 0
+    ahead = PREFETCH_BYTES // max(1, x.shape[1] * x.itemsize)
+    return ahead if ahead >= 2 else 0
+
+
+@jit(inline="always")
+def prefetch_row(x, r, ahead_rows, stop):
+    """Ask for row ``r`` of ``x`` into L2, a line at a time, if ``ahead_rows`` (from
+    ``rows_ahead``) and ``r < stop``.  A hint: the same bits with or without."""
+    if ahead_rows > 0 and r < stop:
+        for j in range(0, x.shape[1], 64 // x.itemsize):
+            prefetch_to_l2(x, r, j)
+
+
+@jit(inline="always")
 def _up(a, v):
     """max ignoring a NaN ``v`` (``a`` starts at -inf and is never NaN)."""
     return v if v > a else a
@@ -582,13 +604,9 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
         # (_row_bounds) and takes the pass; so does a row after a special one.
         first, last = c * rows // n_chunks, (c + 1) * rows // n_chunks
         m_ahead = _like(np.nan, x[0, 0])
-        # Short rows also ask for the row PREFETCH_BYTES ahead, a line at a time.
-        ahead_rows = PREFETCH_BYTES // (n * x.itemsize) if x.strides[1] == x.itemsize else 0
-        lanes = 64 // x.itemsize
+        ahead_rows = rows_ahead(x)
         for r in range(first, last):
-            if ahead_rows >= 2 and r + ahead_rows < last:
-                for j in range(0, n, lanes):
-                    prefetch_to_l2(x, r + ahead_rows, j)
+            prefetch_row(x, r + ahead_rows, ahead_rows, last)
             t = temperature[r * t_step, 0]
             if m_ahead == m_ahead and t <= 1:
                 m, lo = m_ahead, _like(np.inf, m_ahead)
