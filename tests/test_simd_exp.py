@@ -190,3 +190,32 @@ def test_loop_vectorises(loop, dtype, suffix):
     assert "exp" not in re.findall(r"call\w*\s+(\S+)", asm)
     if dtype == np.float32:                       # no silent float64 promotion
         assert not re.search(r"vcvtps2pd|vcvtpd2ps|vfn?m(?:add|sub)\d+pd", asm)
+
+
+@pytest.mark.parametrize("dtype, exp_any, top", [(np.float64, "exp_any_f64", 709.78),
+                                                 (np.float32, "exp_any_f32", 88.72)])
+def test_exp_any_clamps_overflow_and_matches_below(dtype, exp_any, top):
+    """``exp_any_*`` (for arguments a user gives) equals ``exp_nonpos_*`` for
+    t <= 0, is accurate up to ``127.5 ln 2`` (where 2**k stays finite) and ``+inf``
+    from ``ln(max)`` up; the unclamped one is only for t <= 0."""
+    from softmax_dispatch.backends import _simd_exp
+
+    scalar = getattr(_simd_exp, exp_any)
+
+    @njit
+    def loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = scalar(x[i])
+
+    rng = np.random.default_rng(6)
+    finite_top = 127.5 * LN2 if dtype == np.float32 else 1023.5 * LN2
+    below = np.concatenate([-rng.uniform(0, 700, 5000), rng.uniform(0, finite_top, 5000),
+                            [0.0, -np.inf, np.nan]]).astype(dtype)
+    nonpos = _caller64 if dtype == np.float64 else _caller32
+    got = _run(loop, below)
+    np.testing.assert_array_equal(got[below <= 0], _run(nonpos, below[below <= 0]))
+    positive = below > 0
+    np.testing.assert_allclose(got[positive], np.exp(below[positive].astype(np.float64)),
+                               rtol=4 * np.finfo(dtype).eps)
+    over = np.array([top * 1.001, 1e4, np.finfo(dtype).max, np.inf], dtype=dtype)
+    assert np.all(_run(loop, over) == np.inf)

@@ -40,7 +40,7 @@ from ._numba_jit import RowKernel, jit, wide_vectors
 from ._numba_softmax import (
     _careful_row,
     _divisor,
-    _exp_nonpos,
+    _exp_any,
     _exps_in_halves,
     _is_limit,
     _lane_sum,
@@ -269,7 +269,8 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
         for i in range(n):
             outr[i] = 0.0
         return
-    # exp(y) in y's precision (the vectorised exp; y is a log-probability, <= 0).
+    # exp(y) in y's precision (the vectorised exp; y should be a log-probability,
+    # <= 0, but comes from the user: the exp that clamps, +inf above ln(max)).
     # p == 0 skips an infinite s.  T = 1: no division, and all in y's precision
     # (float32 -> float64 conversions made this pass 1.6x slower: 2.19 against
     # 1.35 ms on (64, 50257), one thread); otherwise the rest in float64.
@@ -277,12 +278,12 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     if t == 1:
         s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
         for i in range(n):
-            p = _exp_nonpos(yr[i])
+            p = _exp_any(yr[i])
             outr[i] = gr[i] - (p * s_y if p != 0 else zero)
             any_live |= yr[i] > -np.inf
     else:
         for i in range(n):
-            p = np.float64(_exp_nonpos(yr[i]))
+            p = np.float64(_exp_any(yr[i]))
             outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
             any_live |= yr[i] > -np.inf
     if not any_live:  # all -inf: a fully masked row

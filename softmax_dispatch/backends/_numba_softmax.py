@@ -68,7 +68,7 @@ from numba.extending import overload
 
 from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
 from ._float_keys import from_key, max_key, min_key
-from ._simd_exp import exp_nonpos_f32, exp_nonpos_f64
+from ._simd_exp import exp_any_f32, exp_any_f64, exp_nonpos_f32, exp_nonpos_f64
 from ._simd_log import log1p_nonneg_f64
 from ._transpose import prefetch_for_write, prefetch_to_l2, transpose_block
 
@@ -113,6 +113,7 @@ _COUNT_BLOCK = 2**30
 
 
 def _exp_nonpos(t):  # pragma: no cover - replaced by the overload inside jitted code
+    """exp(t) for t <= 0 (``_simd_exp``); the kernels' arguments are ``(x - max) / T``."""
     raise NotImplementedError
 
 
@@ -122,6 +123,21 @@ def _exp_nonpos_overload(t):
         return lambda t: exp_nonpos_f32(t)
     if t == types.float64:
         return lambda t: exp_nonpos_f64(t)
+    return None
+
+
+def _exp_any(t):  # pragma: no cover - replaced by the overload inside jitted code
+    """exp(t) for any t (+inf on overflow): for arguments a user gives, such as
+    the log-probabilities of ``log_softmax_backward``."""
+    raise NotImplementedError
+
+
+@overload(_exp_any, inline="always")
+def _exp_any_overload(t):
+    if t == types.float32:
+        return lambda t: exp_any_f32(t)
+    if t == types.float64:
+        return lambda t: exp_any_f64(t)
     return None
 
 
