@@ -278,6 +278,25 @@ def test_serial_and_parallel_twins_give_the_same_bits(dtype, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_column_kernels_stay_serial_up_to_a_larger_size(monkeypatch):
+    """A row kernel takes the thread pool from ``SERIAL_BELOW`` elements, a column
+    kernel from ``COLUMN_SERIAL_FACTOR`` times that (its tiles ran faster on one
+    thread in between)."""
+    from softmax_dispatch.backends import _numba_jit
+    from softmax_dispatch.backends._numba_softmax import (
+        _softmax_columns, _softmax_columns_streamed, _softmax_rows, _softmax_short_rows)
+
+    assert _numba_jit.COLUMN_SERIAL_FACTOR > 1
+    monkeypatch.setattr(_numba_jit, "SERIAL_BELOW", 100)
+    between = np.zeros(100 * _numba_jit.COLUMN_SERIAL_FACTOR - 1)
+    for kernel, expected in ((_softmax_rows, "pool"), (_softmax_short_rows, "pool"),
+                             (_softmax_columns, "serial"), (_softmax_columns_streamed, "serial")):
+        monkeypatch.setattr(kernel, "parallel", lambda *args: "pool")
+        monkeypatch.setattr(kernel, "serial", lambda *args: "serial")
+        assert kernel(between) == expected, kernel.__name__
+        assert kernel(np.zeros(99)) == "serial"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_max_and_min_over_integer_keys_are_exact(dtype):
     """``_row_max``/``_row_max_min`` reduce integer keys of the floats

@@ -17,8 +17,18 @@ import numba
 from numba import types as _types
 from numba.extending import intrinsic
 
-#: Inputs with fewer elements than this (about 20 us of work) run serially.
-SERIAL_BELOW = 2**15
+#: Inputs with fewer elements than this run serially (a row kernel; a column kernel
+#: from ``COLUMN_SERIAL_FACTOR`` times as many).  The pool's threads wait spinning
+#: (Numba's OpenMP layer), so sharing the rows pays from about 8 K elements: each
+#: twin forced in turn, 2000 calls each, Xeon 2 cores, float32 ``out=`` softmax
+#: (32, 512) 22.4 -> 15.8 us, (64, 250) 37.2 -> 23.0, (1600, 10) 34.6 -> 22.0,
+#: softmax_backward (1600, 10) 200.9 -> 56.5; at (16, 512) 15.3 / 13.7, and at
+#: 4000 elements the serial one is faster (softmax (400, 10) 21.8 / 24.3 us).
+SERIAL_BELOW = 2**13
+#: The column kernels (a non-last axis) stay serial up to twice as many: their
+#: tiles were faster on one thread there (axis 0 of (512, 24) float32: 44.1 us
+#: serial, 46.9 pooled; of (512, 32): 39.0 / 41.6; of (512, 48): 47.1 / 43.3).
+COLUMN_SERIAL_FACTOR = 2
 
 #: Tasks per parallel call: several chunks per thread balance the load.  How the
 #: work is chunked never changes a result (a row is always computed whole by one
@@ -97,7 +107,8 @@ def jit(**options):
 class RowKernel:
     """A ``prange`` kernel compiled twice: ``parallel=True`` for large inputs, and
     plain (``prange`` runs as ``range``) for inputs of fewer than ``SERIAL_BELOW``
-    elements in the first argument.
+    elements in the first argument (``RowKernel.columns``: ``COLUMN_SERIAL_FACTOR``
+    times as many).
 
     A small input gains nothing from the thread pool: waking it costs more than
     the work, and a pool thread that the OS has descheduled (another process busy
@@ -112,15 +123,22 @@ class RowKernel:
     ``parallel`` flag, so two dispatchers of one function would share entries.
     """
 
-    def __init__(self, function):
+    def __init__(self, function, serial_factor: int = 1):
         functools.update_wrapper(self, function)
+        self.serial_factor = serial_factor
         self.parallel = jit(parallel=True)(function)
         # parallel=True implies NumPy's error model (a float division by zero is
         # inf or NaN, not ZeroDivisionError); the serial twin must match it.
         self.serial = jit(error_model="numpy")(_renamed(function, "_serial"))
 
+    @classmethod
+    def columns(cls, function):
+        """A column kernel: serial below ``COLUMN_SERIAL_FACTOR * SERIAL_BELOW``."""
+        return cls(function, COLUMN_SERIAL_FACTOR)
+
     def __call__(self, *args):
-        kernel = self.parallel if args[0].size >= SERIAL_BELOW else self.serial
+        # SERIAL_BELOW is read at call time (the tests force each twin with it).
+        kernel = self.parallel if args[0].size >= self.serial_factor * SERIAL_BELOW else self.serial
         return kernel(*args)
 
 

@@ -858,7 +858,7 @@ def _tile_out_blocks(tile, out2, j0, w):
             out2[k, j0 + j] = tile[j, k]
 
 
-@RowKernel
+@RowKernel.columns
 def _softmax_columns(x, out, temperature, log_output, n_chunks, block):
     """Normalise ``x`` (``(outer, n, inner)``) along axis 1, ``block`` columns per task.
 
@@ -1035,7 +1035,7 @@ def _copy_segment(src, dst):
         dst[j] = src[j]
 
 
-@RowKernel
+@RowKernel.columns
 def _softmax_columns_streamed(x, out, temperature, log_output, n_chunks, width, separate):
     """Normalise ``x`` (``(outer, n, inner)``, unit stride along ``inner``) along
     axis 1, vectorised across the columns: no transposes.
