@@ -206,6 +206,39 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 10, 33, 63])
+def test_logsumexp_short_rows_give_the_row_kernels_bits(dtype, n):
+    """logsumexp of rows shorter than ``SHORT_ROW`` runs in the short-row kernel
+    (its logsumexp mode); the family's row kernel (``_lse_row``, which masked
+    calls and longer rows take) gives the same bits on every kind of row."""
+    from softmax_dispatch.backends import _numba_family as family
+    from softmax_dispatch.backends._numba_softmax import launch_short_logsumexp
+
+    rng = np.random.default_rng(n)
+    rows = 200
+    x = (rng.standard_normal((rows, n)) * 5).astype(dtype)
+    x[5, 0] = np.nan
+    x[7, :] = -np.inf
+    x[9, -1] = np.inf
+    x[11, :], x[11, 0] = -1e4, -0.0
+    x[13, :] = np.finfo(dtype).max / 2  # a row whose min and max are far apart
+    x[13, 0] = -np.finfo(dtype).max / 2
+    per_row = rng.uniform(0.5, 2.0, (rows, 1))
+    with_limits = per_row.copy()
+    with_limits[::7] = 0.0
+    with_limits[3::11] = np.inf
+    with_limits[13] = 3.0  # T > 1 on the far-apart row: the careful path
+    no_mask = np.ones((1, 1), dtype=np.bool_)
+    for temperature in (np.ones((1, 1)), np.full((1, 1), 0.3), per_row, with_limits):
+        short = np.empty(rows)
+        assert launch_short_logsumexp(x, short, temperature)
+        by_row = np.empty(rows)
+        family._logsumexp(x, by_row, False, no_mask, temperature, 4)
+        np.testing.assert_array_equal(short.view(np.uint64), by_row.view(np.uint64))
+    assert not launch_short_logsumexp(np.zeros((3, 64), dtype), np.empty(3), np.ones((1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 def test_streamed_columns_take_the_slow_paths_in_place_or_not(dtype, log):
     """The streamed column kernel hands the columns it cannot vectorise to the row

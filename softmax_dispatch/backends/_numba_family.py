@@ -44,6 +44,7 @@ from ._numba_softmax import (
     _exps_in_halves,
     _is_limit,
     _lane_sum,
+    _lse_special,
     _like,
     _limit_row,
     _needs_care,
@@ -52,6 +53,7 @@ from ._numba_softmax import (
     _softmax_row,
     _store_exps,
 )
+from ._simd_log import log1p_nonneg_f64
 from ._philox import MASK32, SHIFT12, SHIFT32, UNIT52, philox4x32
 
 _philox = jit(inline="always")(philox4x32)
@@ -102,29 +104,6 @@ def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
 
 
 @jit()
-def _lse_special(xr, temperature, m):
-    """logsumexp of a row the vector path cannot take (scalar, float64)."""
-    wide_vectors()
-    n = xr.shape[0]
-    finite = 0
-    for i in range(n):
-        v = xr[i]
-        if v != v:
-            return np.nan
-        finite += -np.inf < v < np.inf
-    if not (-np.inf < m < np.inf):
-        return np.float64(m)  # +inf present, or all -inf
-    if temperature == 0:
-        return np.float64(m)
-    if temperature == np.inf:
-        return np.float64(m) if finite == 1 else np.inf
-    # x - max overflows although (x - max)/T does not: differences in halves.
-    shifted = np.empty(n, dtype=np.float64)
-    below, maxima = _exps_in_halves(xr, temperature, m, True, shifted, np.empty(n, dtype=np.float64))
-    return np.float64(m) + temperature * math.log1p(below + (maxima - 1))
-
-
-@jit()
 def _lse_row(xr, temperature, scratch):
     wide_vectors()
     m, lo = _row_bounds(xr, temperature)
@@ -134,7 +113,9 @@ def _lse_row(xr, temperature, scratch):
     exps = scratch[: xr.shape[0]]
     maxima = _store_exps(xr, exps, m, pre, tq, True, None)[0]  # maxima store 0, counted
     total = _lane_sum(exps)
-    return np.float64(m) + temperature * math.log1p(total + (maxima - 1))
+    # log1p_nonneg_f64, not libm's: the short-row kernel takes it over a group's
+    # rows at once (vectorised), and both kernels must give the same bits.
+    return np.float64(m) + temperature * log1p_nonneg_f64(total + (maxima - 1))
 
 
 @RowKernel

@@ -386,6 +386,30 @@ def _special_row(xr, outr, temperature, log_output):
         _careful_row(xr, outr, temperature, log_output, _row_max(xr))
 
 
+@jit()
+def _lse_special(xr, temperature, m):
+    """logsumexp of a row the vector path cannot take (scalar, float64): the
+    family's row kernel and the short-row kernel's logsumexp mode share it."""
+    wide_vectors()
+    n = xr.shape[0]
+    finite = 0
+    for i in range(n):
+        v = xr[i]
+        if v != v:
+            return np.nan
+        finite += -np.inf < v < np.inf
+    if not (-np.inf < m < np.inf):
+        return np.float64(m)  # +inf present, or all -inf
+    if temperature == 0:
+        return np.float64(m)
+    if temperature == np.inf:
+        return np.float64(m) if finite == 1 else np.inf
+    # x - max overflows although (x - max)/T does not: differences in halves.
+    shifted = np.empty(n, dtype=np.float64)
+    below, maxima = _exps_in_halves(xr, temperature, m, True, shifted, np.empty(n, dtype=np.float64))
+    return np.float64(m) + temperature * math.log1p(below + (maxima - 1))
+
+
 @jit(inline="always")
 def _is_limit(temperature):
     return temperature == 0 or temperature == np.inf
@@ -635,9 +659,43 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
             )
 
 
+def _rows_or_none(out, r0, w, size, lse):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+@overload(_rows_or_none)
+def _rows_or_none_overload(out, r0, w, size, lse):
+    """``out[r0 : r0 + w]`` flattened, or ``None`` in logsumexp mode (``lse`` given)."""
+    if isinstance(lse, types.NoneType):
+        return lambda out, r0, w, size, lse: out[r0 : r0 + w].reshape(size)
+    return lambda out, r0, w, size, lse: None
+
+
+def _put(a, i, value):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_put)
+def _put_overload(a, i, value):
+    """``a[i] = value``; nothing for ``a = None`` (the short-row kernel's logsumexp
+    mode, whose row writes are compiled but never run)."""
+    if isinstance(a, types.NoneType):
+        return lambda a, i, value: None
+
+    def impl(a, i, value):
+        a[i] = value
+
+    return impl
+
+
 @RowKernel
-def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
+def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
     """Many short contiguous rows (``n < SHORT_ROW``): the exp runs over whole groups.
+
+    ``lse``: ``None``, or a float64 array of one entry per row, for logsumexp: each
+    row's ``m + T * log(sum)`` goes there (``log_output`` must be True) and ``out``
+    is not touched (the family's ``_lse_row`` per row cost more than the work on
+    rows of 10: the same bits, from the same sums and ``log1p_nonneg_f64``).
 
     Within one short row the vectorised exp loop is never entered (16 float32
     lanes, interleaved, need 32+ elements), so ``_softmax_row`` would run it
@@ -684,7 +742,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
             w = min(group, rows - r0)
             size = w * n
             flat_x = x[r0 : r0 + w].reshape(size)
-            flat_out = out[r0 : r0 + w].reshape(size)
+            flat_out = _rows_or_none(out, r0, w, size, lse)
             # Every branch on the call's flags is outside the loops over rows:
             # one inside the per-row loop cost 30 % (1M x 10 float32, one thread).
             if unit:  # T = 1 needs no min (see _needs_care)
@@ -749,6 +807,13 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                     log_sums[r] = total + (maxima - 1)
                 for r in range(w):  # vectorised: one libm log1p per row cost 19 ns
                     log_sums[r] = log1p_nonneg_f64(log_sums[r])
+                if lse is not None:
+                    for r in range(w):
+                        temp = temperature[(r0 + r) * t_step, 0]
+                        lse[r0 + r] = np.float64(shift[r * n]) + temp * log_sums[r]
+                        if careful[r]:
+                            lse[r0 + r] = _lse_special(originals[r], temp, shift[r * n])
+                    continue
                 for r in range(w):
                     log_s = _like(log_sums[r], flat_x[0])
                     for k in range(n):
@@ -760,13 +825,13 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks):
                         total += np.float64(exps[r * n + k])
                     scale = _like(1.0 / total, flat_x[0])
                     for k in range(n):
-                        flat_out[r * n + k] = exps[r * n + k] * scale
+                        _put(flat_out, r * n + k, exps[r * n + k] * scale)
             if log_output and unit:
                 for i in range(size):
-                    flat_out[i] = (flat_x[i] - shift[i]) - exps[i]
+                    _put(flat_out, i, (flat_x[i] - shift[i]) - exps[i])
             elif log_output:
                 for i in range(size):
-                    flat_out[i] = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - exps[i]
+                    _put(flat_out, i, ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i] - exps[i])
             for r in range(w):
                 if careful[r]:
                     _special_row(originals[r], out[r0 + r], temperature[(r0 + r) * t_step, 0], log_output)
@@ -1182,6 +1247,17 @@ def _softmax_columns_streamed(x, out, temperature, log_output, n_chunks, width, 
 # -- entry point ---------------------------------------------------------------------
 
 
+def launch_short_logsumexp(x2, lse, temperature) -> bool:
+    """logsumexp of short C-contiguous rows by ``_softmax_short_rows`` into ``lse``;
+    False (nothing done) for rows the short-row kernel does not take."""
+    rows, n = x2.shape
+    if not (0 < n < SHORT_ROW and x2.flags.c_contiguous):
+        return False
+    groups = -(-rows // max(1, 4096 // n))
+    _softmax_short_rows(x2, x2, temperature, True, min(groups, CHUNKS_PER_CALL), lse)
+    return True
+
+
 def launch_softmax(x3, out3, temperature, log_output) -> None:
     """Run the kernel for the layout (float32/float64; thread count set by the caller)."""
     outer, n, inner = x3.shape
@@ -1190,7 +1266,7 @@ def launch_softmax(x3, out3, temperature, log_output) -> None:
         x2, out2 = x3[:, :, 0], out3[:, :, 0]
         if n < SHORT_ROW and x2.flags.c_contiguous and out2.flags.c_contiguous:
             groups = -(-outer // max(1, 4096 // n))
-            _softmax_short_rows(x2, out2, temperature, log_output, min(groups, chunks_per_call))
+            _softmax_short_rows(x2, out2, temperature, log_output, min(groups, chunks_per_call), None)
         else:
             # Bounds only (no exact overlap test): a false "may share" costs speed, never bits.
             separate = not np.may_share_memory(x2, out2)

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _numba_family as family
 from ._numba_jit import CHUNKS_PER_CALL
-from ._numba_softmax import launch_softmax
+from ._numba_softmax import launch_short_logsumexp, launch_softmax
 
 #: Stand-ins for absent optional operands (one compiled specialisation per kernel).
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)
@@ -101,7 +101,9 @@ def _work(a3):
 def logsumexp(x3, out2, temperature, mask3=None) -> None:
     x = _rows(x3, _work(x3))
     lse = np.empty(x.shape[0])
-    family._logsumexp(x, lse, *_mask_args(mask3), _row_values(temperature, x3.shape), _chunks(x.shape[0]))
+    t = _row_values(temperature, x3.shape)
+    if mask3 is not None or not launch_short_logsumexp(x, lse, t):
+        family._logsumexp(x, lse, *_mask_args(mask3), t, _chunks(x.shape[0]))
     out2[...] = lse.reshape(out2.shape)
 
 
