@@ -112,33 +112,33 @@ _COUNT_BLOCK = 2**30
 # -- type helpers: one generic kernel body for float32 and float64 ------------------
 
 
-def _exp_nonpos(t):  # pragma: no cover - replaced by the overload inside jitted code
-    """exp(t) for t <= 0 (``_simd_exp``); the kernels' arguments are ``(x - max) / T``."""
-    raise NotImplementedError
+def _per_float_type(for_float32, for_float64, doc):
+    """A function for jitted code that calls ``for_float32`` or ``for_float64``
+    by its argument's type (an overload: the choice is made at compile time)."""
+
+    def generic(t):  # pragma: no cover - replaced by the overload inside jitted code
+        raise NotImplementedError
+
+    generic.__doc__ = doc
+
+    @overload(generic, inline="always")
+    def generic_overload(t):
+        if t == types.float32:
+            return lambda t: for_float32(t)
+        if t == types.float64:
+            return lambda t: for_float64(t)
+        return None
+
+    return generic
 
 
-@overload(_exp_nonpos, inline="always")
-def _exp_nonpos_overload(t):
-    if t == types.float32:
-        return lambda t: exp_nonpos_f32(t)
-    if t == types.float64:
-        return lambda t: exp_nonpos_f64(t)
-    return None
-
-
-def _exp_any(t):  # pragma: no cover - replaced by the overload inside jitted code
-    """exp(t) for any t (+inf on overflow): for arguments a user gives, such as
-    the log-probabilities of ``log_softmax_backward``."""
-    raise NotImplementedError
-
-
-@overload(_exp_any, inline="always")
-def _exp_any_overload(t):
-    if t == types.float32:
-        return lambda t: exp_any_f32(t)
-    if t == types.float64:
-        return lambda t: exp_any_f64(t)
-    return None
+_exp_nonpos = _per_float_type(
+    exp_nonpos_f32, exp_nonpos_f64,
+    "exp(t) for t <= 0 (``_simd_exp``); the kernels' arguments are ``(x - max) / T``.")
+_exp_any = _per_float_type(
+    exp_any_f32, exp_any_f64,
+    "exp(t) for any t (+inf on overflow): for arguments a user gives, such as the "
+    "log-probabilities of ``log_softmax_backward``.")
 
 
 def _like(value, reference):  # pragma: no cover
