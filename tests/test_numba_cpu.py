@@ -207,6 +207,43 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 10, 33, 63])
+def test_backward_short_rows_give_the_row_routines_bits(dtype, n):
+    """Rows shorter than ``SHORT_ROW`` go through the backward kernel by index
+    (inlined row routines over the 2-D arrays); each must equal the called row
+    routine on that row as a view (the way longer rows go), bit for bit, for both
+    functions, masked or not, at T = 1 and not.  Numba's IR inliner once dropped
+    the inlined routines' stores (the output stayed zero): this fails then."""
+    import softmax_dispatch as sd
+    from softmax_dispatch.backends import _numba_family as family
+
+    rng = np.random.default_rng(n)
+    rows = 120
+    g = rng.standard_normal((rows, n)).astype(dtype)
+    x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+    x[3, :] = -np.inf
+    x[5, -1] = np.inf
+    mask = rng.random((rows, n)) > 0.3
+    mask[7, :] = False
+    no_mask = np.ones((1, 1), dtype=np.bool_)
+    for log_output in (False, True):
+        y = np.asarray(sd.log_softmax(x) if log_output else sd.softmax(x))
+        y[9, 0] = 0.0 if not log_output else -np.inf  # an entry out of the sum
+        g[9, 0] = np.inf
+        routine = (family._log_softmax_backward_row_called if log_output
+                   else family._softmax_backward_row_called)
+        for masked, m in ((False, no_mask), (True, mask)):
+            for temperature in (np.ones((1, 1)), rng.uniform(0.5, 2.0, (rows, 1))):
+                short = np.full((rows, n), 7.0, dtype=dtype)
+                family._softmax_backward(g, y, short, temperature, log_output, masked, m, 4)
+                by_row = np.full((rows, n), 7.0, dtype=dtype)
+                for r in range(rows):
+                    t = temperature[r if temperature.shape[0] > 1 else 0, 0]
+                    routine(g[r], y[r], by_row[r], 0, t, masked, m[r if masked else 0], 0)
+                np.testing.assert_array_equal(short, by_row)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 10, 33, 63])
 def test_logsumexp_short_rows_give_the_row_kernels_bits(dtype, n):
     """logsumexp of rows shorter than ``SHORT_ROW`` runs in the short-row kernel
     (its logsumexp mode); the family's row kernel (``_lse_row``, which masked

@@ -34,10 +34,12 @@ import math
 
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from ._float_keys import from_key, max_key
 from ._numba_jit import RowKernel, jit, wide_vectors
 from ._numba_softmax import (
+    SHORT_ROW,
     _careful_row,
     _divisor,
     _exp_any,
@@ -138,40 +140,90 @@ def _logsumexp(x, out, masked, mask, temperature, n_chunks):
 # -- softmax / log_softmax backward ----------------------------------------------------
 
 
+def _entry(a, r, i):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+@overload(_entry, inline="always")
+def _entry_overload(a, r, i):
+    """``a[i]`` of a row, or ``a[r, i]`` of a 2-D array: one row routine body for
+    both ways of passing a row (see ``_softmax_backward``)."""
+    if a.ndim == 1:
+        return lambda a, r, i: a[i]
+    return lambda a, r, i: a[r, i]
+
+
+def _set_entry(a, r, i, value):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_set_entry, inline="always")
+def _set_entry_overload(a, r, i, value):
+    """``a[i] = value`` of a row, or ``a[r, i] = value`` of a 2-D array.
+
+    Give it a variable, never a conditional expression: with ``value`` written as
+    ``u if c else v`` after an inlined ``_entry``, Numba 0.68's IR inliner dropped
+    the store (the output stayed zero; ``tests/test_numba_cpu.py`` keeps the case).
+    Overloads LLVM inlines instead (no ``inline=``) ran 2-4x slower."""
+    if a.ndim == 1:
+        def set_in_row(a, r, i, value):
+            a[i] = value
+        return set_in_row
+
+    def set_in_array(a, r, i, value):
+        a[r, i] = value
+    return set_in_array
+
+
+def _span(a, start, stop):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_span, inline="always")
+def _span_overload(a, start, stop):
+    """Entries ``start:stop`` of a row, or of every row of a 2-D array (a view)."""
+    if a.ndim == 1:
+        return lambda a, start, stop: a[start:stop]
+    return lambda a, start, stop: a[:, start:stop]
+
+
 #: Entries per partial sum of ``_sum_products``, summed in the input's precision.
 SUM_BLOCK = 1024
 
 
 @jit(fastmath={"reassoc"})
-def _block_sum(gr, yr, log_output, masked, mr):
-    """``(sum, any_live)`` of one block of ``_sum_products``; ``reassoc`` so that
-    LLVM sums in SIMD lanes.  ``sum(g y)`` in the input's precision (16 float32
-    lanes and four registers: each lane sums 16 of the block's 1024 products);
-    ``sum(g)`` in float64 (see ``_sum_products``)."""
+def _block_sum(g, y, r, n, log_output, masked, mask, mr):
+    """``(sum, any_live)`` of the first ``n`` entries of row ``r`` (of the row
+    itself where ``g`` is 1-D) for ``_sum_products``; ``reassoc`` so that LLVM sums in SIMD
+    lanes.  ``sum(g y)`` in the input's precision (16 float32 lanes and four
+    registers: each lane sums 16 of the block's 1024 products); ``sum(g)`` in
+    float64 (see ``_sum_products``)."""
     wide_vectors()
-    n = gr.shape[0]
-    zero = _like(0.0, gr[0])
+    zero = _like(0.0, _entry(g, r, 0))
     products = zero
     total = 0.0
     live = False
     if log_output and masked:
         for i in range(n):
-            total += np.float64(gr[i]) if mr[i] else 0.0
-            live |= mr[i] & (yr[i] > -np.inf)
+            live_entry = _entry(mask, mr, i)
+            total += np.float64(_entry(g, r, i)) if live_entry else 0.0
+            live |= live_entry & (_entry(y, r, i) > -np.inf)
     elif log_output:  # live entries are found by the write pass (it reads y anyway)
         for i in range(n):
-            total += np.float64(gr[i])
+            total += np.float64(_entry(g, r, i))
     elif masked:
         for i in range(n):
-            products += gr[i] * yr[i] if (mr[i] and yr[i] != 0) else zero
+            yi = _entry(y, r, i)
+            products += _entry(g, r, i) * yi if (_entry(mask, mr, i) and yi != 0) else zero
     else:
         for i in range(n):
-            products += gr[i] * yr[i] if yr[i] != 0 else zero
+            yi = _entry(y, r, i)
+            products += _entry(g, r, i) * yi if yi != 0 else zero
     return total + np.float64(products), live
 
 
 @jit(inline="always")
-def _sum_products(gr, yr, log_output, masked, mr):
+def _sum_products(g, y, r, log_output, masked, mask, mr):
     """``(sum, any_live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax)
     or ``sum(g)`` over the entries that take part (log_softmax), and whether any
     entry is live (``y > -inf`` and not masked; masked log_softmax only).
@@ -189,53 +241,61 @@ def _sum_products(gr, yr, log_output, masked, mr):
     depend only on the row.
     """
     wide_vectors()
-    n = gr.shape[0]
+    n = g.shape[-1]
     if n <= SUM_BLOCK:
-        # One block: no slices (each costs two atomic reference-count updates),
-        # no loop.  (64, 500) float32 softmax_backward, one thread: 24.3 -> 17.4
-        # us.  ``0.0 +`` keeps the loop's bits (a -0.0 sum becomes +0.0).
-        part, live = _block_sum(gr, yr, log_output, masked, mr)
+        # One block, no loop.  ``0.0 +`` keeps the loop's bits (a -0.0 sum
+        # becomes +0.0).
+        part, live = _block_sum(g, y, r, n, log_output, masked, mask, mr)
         return 0.0 + part, live
     total = 0.0
     live = False
     for start in range(0, n, SUM_BLOCK):
+        # Views of the block, not ``range(start, stop)`` over the row: with a
+        # start that may be negative, Numba's index wraparound kept LLVM from
+        # vectorising ((64, 50257) float32 0.9 -> 1.5 ms).
         stop = min(n, start + SUM_BLOCK)
-        part, part_live = _block_sum(gr[start:stop], yr[start:stop], log_output, masked,
-                                     mr[start:stop])
+        part, part_live = _block_sum(_span(g, start, stop), _span(y, start, stop), r,
+                                     stop - start, log_output, masked, _span(mask, start, stop),
+                                     mr)
         total += part
         live |= part_live
     return total, live
 
 
-@jit()
-def _softmax_backward_row(gr, yr, outr, t, masked, mr):
-    """``y * (g - sum(g * y)) / T``; entries with ``y == 0`` (or masked) give 0 and
-    take no part in the sum (so an infinite ``g`` there cannot poison the row)."""
+def _softmax_backward_row(g, y, out, r, t, masked, mask, mr):
+    """``y * (g - sum(g * y)) / T`` of row ``r`` (or of the 1-D rows given);
+    entries with ``y == 0`` (or masked) give 0 and take no part in the sum (so an
+    infinite ``g`` there cannot poison the row)."""
     wide_vectors()
-    n = gr.shape[0]
-    s = _sum_products(gr, yr, False, masked, mr)[0]
+    n = g.shape[-1]
+    s = _sum_products(g, y, r, False, masked, mask, mr)[0]
     if masked:
         for i in range(n):
-            live = mr[i] and yr[i] != 0
-            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if live else 0.0
+            yi = _entry(y, r, i)
+            live = _entry(mask, mr, i) and yi != 0
+            value = (np.float64(yi) * (_entry(g, r, i) - s)) / t if live else 0.0
+            _set_entry(out, r, i, value)
     elif t == 1:
         # No division (a packed divide costs as much as the memory traffic here),
         # and in y's precision: float32 -> float64 conversions halve the SIMD
         # width.  The error stays ~eps(float32) of |g| + |s|, far inside the
         # contract's 2e-5 of the largest cancelling term.
-        s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
+        s_y, zero = _like(s, _entry(y, r, 0)), _like(0.0, _entry(y, r, 0))
         for i in range(n):
-            outr[i] = yr[i] * (gr[i] - s_y) if yr[i] != 0 else zero
+            yi = _entry(y, r, i)
+            value_y = yi * (_entry(g, r, i) - s_y) if yi != 0 else zero
+            _set_entry(out, r, i, value_y)
     else:
         for i in range(n):
-            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if yr[i] != 0 else 0.0
+            yi = _entry(y, r, i)
+            value = (np.float64(yi) * (_entry(g, r, i) - s)) / t if yi != 0 else 0.0
+            _set_entry(out, r, i, value)
 
 
-@jit()
-def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
-    """``(g - exp(y) * sum(g)) / T``; zeros for a row whose ``y`` is all ``-inf``
-    (all ``-inf`` input, or fully masked); masked entries give 0 and are left out
-    of ``sum(g)``.
+def _log_softmax_backward_row(g, y, out, r, t, masked, mask, mr):
+    """``(g - exp(y) * sum(g)) / T`` of row ``r`` (or of the 1-D rows given); zeros
+    for a row whose ``y`` is all ``-inf`` (all ``-inf`` input, or fully masked);
+    masked entries give 0 and are left out of ``sum(g)``.
 
     Unmasked, the first pass reads only ``g`` and the write pass finds whether any
     entry is live: ``y`` then streams from memory while the exps are computed,
@@ -244,11 +304,11 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     float32 exp loop 8 lanes wide instead of 16 (1.5-2x slower on AVX-512).
     """
     wide_vectors()
-    n = gr.shape[0]
-    s, live = _sum_products(gr, yr, True, masked, mr)
+    n = g.shape[-1]
+    s, live = _sum_products(g, y, r, True, masked, mask, mr)
     if masked and not live:
         for i in range(n):
-            outr[i] = 0.0
+            _set_entry(out, r, i, 0.0)
         return
     # exp(y) in y's precision (the vectorised exp; y should be a log-probability,
     # <= 0, but comes from the user: the exp that clamps, +inf above ln(max)).
@@ -257,42 +317,84 @@ def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
     # 1.35 ms on (64, 50257), one thread); otherwise the rest in float64.
     any_live = False
     if t == 1:
-        s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
+        s_y, zero = _like(s, _entry(y, r, 0)), _like(0.0, _entry(y, r, 0))
         for i in range(n):
-            p = _exp_any(yr[i])
-            outr[i] = gr[i] - (p * s_y if p != 0 else zero)
-            any_live |= yr[i] > -np.inf
+            yi = _entry(y, r, i)
+            p = _exp_any(yi)
+            value_y = _entry(g, r, i) - (p * s_y if p != 0 else zero)
+            _set_entry(out, r, i, value_y)
+            any_live |= yi > -np.inf
     else:
         for i in range(n):
-            p = np.float64(_exp_any(yr[i]))
-            outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
-            any_live |= yr[i] > -np.inf
+            yi = _entry(y, r, i)
+            p = np.float64(_exp_any(yi))
+            value = (np.float64(_entry(g, r, i)) - (p * s if p != 0 else 0.0)) / t
+            _set_entry(out, r, i, value)
+            any_live |= yi > -np.inf
     if not any_live:  # all -inf: a fully masked row
         for i in range(n):
-            outr[i] = 0.0
+            _set_entry(out, r, i, 0.0)
     elif masked:
-        _clear_masked(outr, mr, 0.0)
+        for i in range(n):
+            if not _entry(mask, mr, i):
+                _set_entry(out, r, i, 0.0)
+
+
+# Each row routine twice: called (long rows, one call a row; what LLVM made of
+# them inlined into the kernel was not measured) and inlined (short rows, where a
+# call and its arguments, four arrays passed as 36 words, are a large part of a row).
+_softmax_backward_row_called = jit()(_softmax_backward_row)
+_softmax_backward_row_inlined = jit(inline="always")(_softmax_backward_row)
+_log_softmax_backward_row_called = jit()(_log_softmax_backward_row)
+_log_softmax_backward_row_inlined = jit(inline="always")(_log_softmax_backward_row)
+
+
+@jit(inline="always")
+def _backward_row(g, y, out, r, t, log_output, masked, mask, mr):
+    # ``masked`` as a constant in each call, so that LLVM compiles an unmasked row
+    # routine without the masked paths: with the flag passed through, (64, 50257)
+    # float32 ran 7-9 % slower (docs/performance.md).
+    if log_output and masked:
+        _log_softmax_backward_row_called(g, y, out, r, t, True, mask, mr)
+    elif log_output:
+        _log_softmax_backward_row_called(g, y, out, r, t, False, mask, mr)
+    elif masked:
+        _softmax_backward_row_called(g, y, out, r, t, True, mask, mr)
+    else:
+        _softmax_backward_row_called(g, y, out, r, t, False, mask, mr)
+
+
+@jit(inline="always")
+def _short_backward_row(g, y, out, r, t, log_output, masked, mask, mr):
+    if log_output and masked:
+        _log_softmax_backward_row_inlined(g, y, out, r, t, True, mask, mr)
+    elif log_output:
+        _log_softmax_backward_row_inlined(g, y, out, r, t, False, mask, mr)
+    elif masked:
+        _softmax_backward_row_inlined(g, y, out, r, t, True, mask, mr)
+    else:
+        _softmax_backward_row_inlined(g, y, out, r, t, False, mask, mr)
 
 
 @RowKernel
 def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks):
     wide_vectors()
     tasks, n = y.shape
+    short = n < SHORT_ROW
     for c in prange(n_chunks):
         wide_vectors()
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
-            # ``masked`` as a constant in each call, so that LLVM compiles an
-            # unmasked row routine without the masked paths: with the flag passed
-            # through, (64, 50257) float32 ran 7-9 % slower (docs/performance.md).
-            if log_output and masked:
-                _log_softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
-            elif log_output:
-                _log_softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
-            elif masked:
-                _softmax_backward_row(g[r], y[r], out[r], t, True, mask[r])
+            mr = r if masked else 0
+            if short:
+                # Short rows by index: a row view costs two atomic reference-count
+                # updates, and three views were most of a short row's time
+                # ((65536, 32) float32 softmax_backward 1.85 -> 1.04 ms, two
+                # threads).  Long rows keep their views: LLVM vectorised the
+                # indexed loops worse there ((64, 50257) float32 0.95 -> 1.7 ms).
+                _short_backward_row(g, y, out, r, t, log_output, masked, mask, mr)
             else:
-                _softmax_backward_row(g[r], y[r], out[r], t, False, mask[0])
+                _backward_row(g[r], y[r], out[r], 0, t, log_output, masked, mask[mr], 0)
 
 
 # -- sparsemax -------------------------------------------------------------------------
