@@ -206,13 +206,12 @@ def test_every_kernel_gives_the_same_bits(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [1, 10, 33, 63])
-def test_backward_short_rows_give_the_row_routines_bits(dtype, n):
-    """Rows shorter than ``SHORT_ROW`` go through the backward kernel by index
-    (inlined row routines over the 2-D arrays); each must equal the called row
-    routine on that row as a view (the way longer rows go), bit for bit, for both
-    functions, masked or not, at T = 1 and not.  Numba's IR inliner once dropped
-    the inlined routines' stores (the output stayed zero): this fails then."""
+@pytest.mark.parametrize("n", [1, 10, 33, 63, 64, 300])
+def test_backward_short_rows_give_the_called_row_routines_bits(dtype, n):
+    """Rows shorter than ``SHORT_ROW`` run the backward row routines inlined into
+    the kernel; each row must equal the called routine's, bit for bit, for both
+    functions, masked or not, at T = 1 and not (and longer rows, which take the
+    called routine, trivially so)."""
     import softmax_dispatch as sd
     from softmax_dispatch.backends import _numba_family as family
 
@@ -233,13 +232,48 @@ def test_backward_short_rows_give_the_row_routines_bits(dtype, n):
                    else family._softmax_backward_row_called)
         for masked, m in ((False, no_mask), (True, mask)):
             for temperature in (np.ones((1, 1)), rng.uniform(0.5, 2.0, (rows, 1))):
-                short = np.full((rows, n), 7.0, dtype=dtype)
-                family._softmax_backward(g, y, short, temperature, log_output, masked, m, 4)
+                in_kernel = np.full((rows, n), 7.0, dtype=dtype)
+                family._softmax_backward(g, y, in_kernel, temperature, log_output, masked, m, 4)
                 by_row = np.full((rows, n), 7.0, dtype=dtype)
                 for r in range(rows):
                     t = temperature[r if temperature.shape[0] > 1 else 0, 0]
-                    routine(g[r], y[r], by_row[r], 0, t, masked, m[r if masked else 0], 0)
-                np.testing.assert_array_equal(short, by_row)
+                    routine(g[r], y[r], by_row[r], t, masked, m[r if masked else 0])
+                np.testing.assert_array_equal(in_kernel, by_row)
+
+
+def test_borrowed_row_views_are_the_rows():
+    """``row_of(a, r)``: the row ``a[r]`` as a view (writes land in ``a``), for any
+    strides, with the type Numba gives ``a[r]`` (layout and read-only flag), so
+    that row routines compile the same specialisations as before."""
+    import numba
+
+    from softmax_dispatch.backends._numba_jit import row_of
+
+    @numba.njit
+    def double_rows(a, out):
+        for r in range(a.shape[0]):
+            source, target = row_of(a, r), row_of(out, r)
+            for i in range(source.shape[0]):
+                target[i] = 2 * source[i]
+
+    @numba.njit
+    def both_views(a):
+        borrowed = row_of(a, 1)
+        counted = a[1]
+        return borrowed.sum() - counted.sum()
+
+    base = np.arange(60.0).reshape(6, 10)
+    readonly = base.copy()
+    readonly.flags.writeable = False
+    for a in (base, base[::2, ::-3], np.asfortranarray(base), readonly):
+        if a.flags.writeable:
+            out = np.zeros((a.shape[0], a.shape[1] * 2))[:, ::2]
+            double_rows(a, out)
+            np.testing.assert_array_equal(out, 2 * a)
+        assert both_views(a) == 0
+    for signature in both_views.signatures:
+        typemap = both_views.overloads[signature].type_annotation.typemap
+        assert typemap["borrowed"] == typemap["counted"], signature
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -34,10 +34,9 @@ import math
 
 import numpy as np
 from numba import prange
-from numba.extending import overload
 
 from ._float_keys import from_key, max_key
-from ._numba_jit import RowKernel, jit, wide_vectors
+from ._numba_jit import RowKernel, jit, row_of, wide_vectors
 from ._numba_softmax import (
     SHORT_ROW,
     _careful_row,
@@ -95,9 +94,9 @@ def _softmax_masked(x, out, mask, temperature, log_output, n_chunks):
         xm = np.empty(n, dtype=x.dtype)
         scratch = np.empty(n, dtype=x.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            mr = mask[r]
-            outr = out[r]
-            _mask_into(x[r], mr, xm)
+            mr = row_of(mask, r)
+            outr = row_of(out, r)
+            _mask_into(row_of(x, r), mr, xm)
             _softmax_row(xm, outr, _per_row(temperature, r), log_output, scratch, True)
             _clear_masked(outr, mr, -np.inf if log_output else 0.0)
 
@@ -131,60 +130,13 @@ def _logsumexp(x, out, masked, mask, temperature, n_chunks):
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
             if masked:
-                _mask_into(x[r], mask[r], xm)
+                _mask_into(row_of(x, r), row_of(mask, r), xm)
                 out[r] = _lse_row(xm, t, scratch)
             else:
-                out[r] = _lse_row(x[r], t, scratch)
+                out[r] = _lse_row(row_of(x, r), t, scratch)
 
 
 # -- softmax / log_softmax backward ----------------------------------------------------
-
-
-def _entry(a, r, i):  # pragma: no cover - replaced by the overload inside jitted code
-    raise NotImplementedError
-
-
-@overload(_entry, inline="always")
-def _entry_overload(a, r, i):
-    """``a[i]`` of a row, or ``a[r, i]`` of a 2-D array: one row routine body for
-    both ways of passing a row (see ``_softmax_backward``)."""
-    if a.ndim == 1:
-        return lambda a, r, i: a[i]
-    return lambda a, r, i: a[r, i]
-
-
-def _set_entry(a, r, i, value):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_set_entry, inline="always")
-def _set_entry_overload(a, r, i, value):
-    """``a[i] = value`` of a row, or ``a[r, i] = value`` of a 2-D array.
-
-    Give it a variable, never a conditional expression: with ``value`` written as
-    ``u if c else v`` after an inlined ``_entry``, Numba 0.68's IR inliner dropped
-    the store (the output stayed zero; ``tests/test_numba_cpu.py`` keeps the case).
-    Overloads LLVM inlines instead (no ``inline=``) ran 2-4x slower."""
-    if a.ndim == 1:
-        def set_in_row(a, r, i, value):
-            a[i] = value
-        return set_in_row
-
-    def set_in_array(a, r, i, value):
-        a[r, i] = value
-    return set_in_array
-
-
-def _span(a, start, stop):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(_span, inline="always")
-def _span_overload(a, start, stop):
-    """Entries ``start:stop`` of a row, or of every row of a 2-D array (a view)."""
-    if a.ndim == 1:
-        return lambda a, start, stop: a[start:stop]
-    return lambda a, start, stop: a[:, start:stop]
 
 
 #: Entries per partial sum of ``_sum_products``, summed in the input's precision.
@@ -192,38 +144,35 @@ SUM_BLOCK = 1024
 
 
 @jit(fastmath={"reassoc"})
-def _block_sum(g, y, r, n, log_output, masked, mask, mr):
-    """``(sum, any_live)`` of the first ``n`` entries of row ``r`` (of the row
-    itself where ``g`` is 1-D) for ``_sum_products``; ``reassoc`` so that LLVM sums in SIMD
-    lanes.  ``sum(g y)`` in the input's precision (16 float32 lanes and four
-    registers: each lane sums 16 of the block's 1024 products); ``sum(g)`` in
-    float64 (see ``_sum_products``)."""
+def _block_sum(gr, yr, log_output, masked, mr):
+    """``(sum, any_live)`` of one block of ``_sum_products``; ``reassoc`` so that
+    LLVM sums in SIMD lanes.  ``sum(g y)`` in the input's precision (16 float32
+    lanes and four registers: each lane sums 16 of the block's 1024 products);
+    ``sum(g)`` in float64 (see ``_sum_products``)."""
     wide_vectors()
-    zero = _like(0.0, _entry(g, r, 0))
+    n = gr.shape[0]
+    zero = _like(0.0, gr[0])
     products = zero
     total = 0.0
     live = False
     if log_output and masked:
         for i in range(n):
-            live_entry = _entry(mask, mr, i)
-            total += np.float64(_entry(g, r, i)) if live_entry else 0.0
-            live |= live_entry & (_entry(y, r, i) > -np.inf)
+            total += np.float64(gr[i]) if mr[i] else 0.0
+            live |= mr[i] & (yr[i] > -np.inf)
     elif log_output:  # live entries are found by the write pass (it reads y anyway)
         for i in range(n):
-            total += np.float64(_entry(g, r, i))
+            total += np.float64(gr[i])
     elif masked:
         for i in range(n):
-            yi = _entry(y, r, i)
-            products += _entry(g, r, i) * yi if (_entry(mask, mr, i) and yi != 0) else zero
+            products += gr[i] * yr[i] if (mr[i] and yr[i] != 0) else zero
     else:
         for i in range(n):
-            yi = _entry(y, r, i)
-            products += _entry(g, r, i) * yi if yi != 0 else zero
+            products += gr[i] * yr[i] if yr[i] != 0 else zero
     return total + np.float64(products), live
 
 
 @jit(inline="always")
-def _sum_products(g, y, r, log_output, masked, mask, mr):
+def _sum_products(gr, yr, log_output, masked, mr):
     """``(sum, any_live)``: ``sum(g * y)`` over entries with ``y != 0`` (softmax)
     or ``sum(g)`` over the entries that take part (log_softmax), and whether any
     entry is live (``y > -inf`` and not masked; masked log_softmax only).
@@ -241,61 +190,51 @@ def _sum_products(g, y, r, log_output, masked, mask, mr):
     depend only on the row.
     """
     wide_vectors()
-    n = g.shape[-1]
+    n = gr.shape[0]
     if n <= SUM_BLOCK:
-        # One block, no loop.  ``0.0 +`` keeps the loop's bits (a -0.0 sum
-        # becomes +0.0).
-        part, live = _block_sum(g, y, r, n, log_output, masked, mask, mr)
+        # One block: no slices (each costs two atomic reference-count updates),
+        # no loop.  (64, 500) float32 softmax_backward, one thread: 24.3 -> 17.4
+        # us.  ``0.0 +`` keeps the loop's bits (a -0.0 sum becomes +0.0).
+        part, live = _block_sum(gr, yr, log_output, masked, mr)
         return 0.0 + part, live
     total = 0.0
     live = False
     for start in range(0, n, SUM_BLOCK):
-        # Views of the block, not ``range(start, stop)`` over the row: with a
-        # start that may be negative, Numba's index wraparound kept LLVM from
-        # vectorising ((64, 50257) float32 0.9 -> 1.5 ms).
         stop = min(n, start + SUM_BLOCK)
-        part, part_live = _block_sum(_span(g, start, stop), _span(y, start, stop), r,
-                                     stop - start, log_output, masked, _span(mask, start, stop),
-                                     mr)
+        part, part_live = _block_sum(gr[start:stop], yr[start:stop], log_output, masked,
+                                     mr[start:stop])
         total += part
         live |= part_live
     return total, live
 
 
-def _softmax_backward_row(g, y, out, r, t, masked, mask, mr):
-    """``y * (g - sum(g * y)) / T`` of row ``r`` (or of the 1-D rows given);
-    entries with ``y == 0`` (or masked) give 0 and take no part in the sum (so an
-    infinite ``g`` there cannot poison the row)."""
+def _softmax_backward_row(gr, yr, outr, t, masked, mr):
+    """``y * (g - sum(g * y)) / T``; entries with ``y == 0`` (or masked) give 0 and
+    take no part in the sum (so an infinite ``g`` there cannot poison the row)."""
     wide_vectors()
-    n = g.shape[-1]
-    s = _sum_products(g, y, r, False, masked, mask, mr)[0]
+    n = gr.shape[0]
+    s = _sum_products(gr, yr, False, masked, mr)[0]
     if masked:
         for i in range(n):
-            yi = _entry(y, r, i)
-            live = _entry(mask, mr, i) and yi != 0
-            value = (np.float64(yi) * (_entry(g, r, i) - s)) / t if live else 0.0
-            _set_entry(out, r, i, value)
+            live = mr[i] and yr[i] != 0
+            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if live else 0.0
     elif t == 1:
         # No division (a packed divide costs as much as the memory traffic here),
         # and in y's precision: float32 -> float64 conversions halve the SIMD
         # width.  The error stays ~eps(float32) of |g| + |s|, far inside the
         # contract's 2e-5 of the largest cancelling term.
-        s_y, zero = _like(s, _entry(y, r, 0)), _like(0.0, _entry(y, r, 0))
+        s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
         for i in range(n):
-            yi = _entry(y, r, i)
-            value_y = yi * (_entry(g, r, i) - s_y) if yi != 0 else zero
-            _set_entry(out, r, i, value_y)
+            outr[i] = yr[i] * (gr[i] - s_y) if yr[i] != 0 else zero
     else:
         for i in range(n):
-            yi = _entry(y, r, i)
-            value = (np.float64(yi) * (_entry(g, r, i) - s)) / t if yi != 0 else 0.0
-            _set_entry(out, r, i, value)
+            outr[i] = (np.float64(yr[i]) * (gr[i] - s)) / t if yr[i] != 0 else 0.0
 
 
-def _log_softmax_backward_row(g, y, out, r, t, masked, mask, mr):
-    """``(g - exp(y) * sum(g)) / T`` of row ``r`` (or of the 1-D rows given); zeros
-    for a row whose ``y`` is all ``-inf`` (all ``-inf`` input, or fully masked);
-    masked entries give 0 and are left out of ``sum(g)``.
+def _log_softmax_backward_row(gr, yr, outr, t, masked, mr):
+    """``(g - exp(y) * sum(g)) / T``; zeros for a row whose ``y`` is all ``-inf``
+    (all ``-inf`` input, or fully masked); masked entries give 0 and are left out
+    of ``sum(g)``.
 
     Unmasked, the first pass reads only ``g`` and the write pass finds whether any
     entry is live: ``y`` then streams from memory while the exps are computed,
@@ -304,11 +243,11 @@ def _log_softmax_backward_row(g, y, out, r, t, masked, mask, mr):
     float32 exp loop 8 lanes wide instead of 16 (1.5-2x slower on AVX-512).
     """
     wide_vectors()
-    n = g.shape[-1]
-    s, live = _sum_products(g, y, r, True, masked, mask, mr)
+    n = gr.shape[0]
+    s, live = _sum_products(gr, yr, True, masked, mr)
     if masked and not live:
         for i in range(n):
-            _set_entry(out, r, i, 0.0)
+            outr[i] = 0.0
         return
     # exp(y) in y's precision (the vectorised exp; y should be a log-probability,
     # <= 0, but comes from the user: the exp that clamps, +inf above ln(max)).
@@ -317,32 +256,26 @@ def _log_softmax_backward_row(g, y, out, r, t, masked, mask, mr):
     # 1.35 ms on (64, 50257), one thread); otherwise the rest in float64.
     any_live = False
     if t == 1:
-        s_y, zero = _like(s, _entry(y, r, 0)), _like(0.0, _entry(y, r, 0))
+        s_y, zero = _like(s, yr[0]), _like(0.0, yr[0])
         for i in range(n):
-            yi = _entry(y, r, i)
-            p = _exp_any(yi)
-            value_y = _entry(g, r, i) - (p * s_y if p != 0 else zero)
-            _set_entry(out, r, i, value_y)
-            any_live |= yi > -np.inf
+            p = _exp_any(yr[i])
+            outr[i] = gr[i] - (p * s_y if p != 0 else zero)
+            any_live |= yr[i] > -np.inf
     else:
         for i in range(n):
-            yi = _entry(y, r, i)
-            p = np.float64(_exp_any(yi))
-            value = (np.float64(_entry(g, r, i)) - (p * s if p != 0 else 0.0)) / t
-            _set_entry(out, r, i, value)
-            any_live |= yi > -np.inf
+            p = np.float64(_exp_any(yr[i]))
+            outr[i] = (np.float64(gr[i]) - (p * s if p != 0 else 0.0)) / t
+            any_live |= yr[i] > -np.inf
     if not any_live:  # all -inf: a fully masked row
         for i in range(n):
-            _set_entry(out, r, i, 0.0)
+            outr[i] = 0.0
     elif masked:
-        for i in range(n):
-            if not _entry(mask, mr, i):
-                _set_entry(out, r, i, 0.0)
+        _clear_masked(outr, mr, 0.0)
 
 
-# Each row routine twice: called (long rows, one call a row; what LLVM made of
-# them inlined into the kernel was not measured) and inlined (short rows, where a
-# call and its arguments, four arrays passed as 36 words, are a large part of a row).
+# Each row routine twice: called (one call a row) and inlined into the kernel,
+# for short rows, where the call and its arguments (three arrays of seven words,
+# two flags) are a large part of a row's time.
 _softmax_backward_row_called = jit()(_softmax_backward_row)
 _softmax_backward_row_inlined = jit(inline="always")(_softmax_backward_row)
 _log_softmax_backward_row_called = jit()(_log_softmax_backward_row)
@@ -350,30 +283,27 @@ _log_softmax_backward_row_inlined = jit(inline="always")(_log_softmax_backward_r
 
 
 @jit(inline="always")
-def _backward_row(g, y, out, r, t, log_output, masked, mask, mr):
+def _backward_row(gr, yr, outr, t, log_output, masked, mr, short):
     # ``masked`` as a constant in each call, so that LLVM compiles an unmasked row
     # routine without the masked paths: with the flag passed through, (64, 50257)
     # float32 ran 7-9 % slower (docs/performance.md).
-    if log_output and masked:
-        _log_softmax_backward_row_called(g, y, out, r, t, True, mask, mr)
+    if short:
+        if log_output and masked:
+            _log_softmax_backward_row_inlined(gr, yr, outr, t, True, mr)
+        elif log_output:
+            _log_softmax_backward_row_inlined(gr, yr, outr, t, False, mr)
+        elif masked:
+            _softmax_backward_row_inlined(gr, yr, outr, t, True, mr)
+        else:
+            _softmax_backward_row_inlined(gr, yr, outr, t, False, mr)
+    elif log_output and masked:
+        _log_softmax_backward_row_called(gr, yr, outr, t, True, mr)
     elif log_output:
-        _log_softmax_backward_row_called(g, y, out, r, t, False, mask, mr)
+        _log_softmax_backward_row_called(gr, yr, outr, t, False, mr)
     elif masked:
-        _softmax_backward_row_called(g, y, out, r, t, True, mask, mr)
+        _softmax_backward_row_called(gr, yr, outr, t, True, mr)
     else:
-        _softmax_backward_row_called(g, y, out, r, t, False, mask, mr)
-
-
-@jit(inline="always")
-def _short_backward_row(g, y, out, r, t, log_output, masked, mask, mr):
-    if log_output and masked:
-        _log_softmax_backward_row_inlined(g, y, out, r, t, True, mask, mr)
-    elif log_output:
-        _log_softmax_backward_row_inlined(g, y, out, r, t, False, mask, mr)
-    elif masked:
-        _softmax_backward_row_inlined(g, y, out, r, t, True, mask, mr)
-    else:
-        _softmax_backward_row_inlined(g, y, out, r, t, False, mask, mr)
+        _softmax_backward_row_called(gr, yr, outr, t, False, mr)
 
 
 @RowKernel
@@ -384,17 +314,8 @@ def _softmax_backward(g, y, out, temperature, log_output, masked, mask, n_chunks
     for c in prange(n_chunks):
         wide_vectors()
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            t = _per_row(temperature, r)
-            mr = r if masked else 0
-            if short:
-                # Short rows by index: a row view costs two atomic reference-count
-                # updates, and three views were most of a short row's time
-                # ((65536, 32) float32 softmax_backward 1.85 -> 1.04 ms, two
-                # threads).  Long rows keep their views: LLVM vectorised the
-                # indexed loops worse there ((64, 50257) float32 0.95 -> 1.7 ms).
-                _short_backward_row(g, y, out, r, t, log_output, masked, mask, mr)
-            else:
-                _backward_row(g[r], y[r], out[r], 0, t, log_output, masked, mask[mr], 0)
+            _backward_row(row_of(g, r), row_of(y, r), row_of(out, r), _per_row(temperature, r),
+                          log_output, masked, row_of(mask, r if masked else 0), short)
 
 
 # -- sparsemax -------------------------------------------------------------------------
@@ -452,14 +373,14 @@ def _sparsemax(x, out, temperature, masked, mask, n_chunks):
         candidates = np.empty(n, dtype=np.float64)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
             t = _per_row(temperature, r)
-            outr = out[r]
+            outr = row_of(out, r)
             if masked:
-                mr = mask[r]
-                _mask_into(x[r], mr, xm)
+                mr = row_of(mask, r)
+                _mask_into(row_of(x, r), mr, xm)
                 _sparsemax_row(xm, outr, t, z, candidates)
                 _clear_masked(outr, mr, 0.0)
             else:
-                _sparsemax_row(x[r], outr, t, z, candidates)
+                _sparsemax_row(row_of(x, r), outr, t, z, candidates)
 
 
 @RowKernel
@@ -471,8 +392,8 @@ def _sparsemax_backward(g, y, out, temperature, masked, mask, n_chunks):
         wide_vectors()
         terms = np.empty(n, dtype=np.float64)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            gr, yr, outr = g[r], y[r], out[r]
-            mr = mask[r if masked else 0]
+            gr, yr, outr = row_of(g, r), row_of(y, r), row_of(out, r)
+            mr = row_of(mask, r if masked else 0)
             count = 0
             for i in range(n):
                 inside = yr[i] > 0 and (mr[i] if masked else True)
@@ -539,14 +460,14 @@ def _hardmax(x, out, first, masked, mask, n_chunks):
         wide_vectors()
         xm = np.empty(n, dtype=x.dtype)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            outr = out[r]
+            outr = row_of(out, r)
             if masked:
-                mr = mask[r]
-                _mask_into(x[r], mr, xm)
+                mr = row_of(mask, r)
+                _mask_into(row_of(x, r), mr, xm)
                 _hardmax_row(xm, outr, first)
                 _clear_masked(outr, mr, 0.0)
             else:
-                _hardmax_row(x[r], outr, first)
+                _hardmax_row(row_of(x, r), outr, first)
 
 
 # -- Gumbel noise ----------------------------------------------------------------------
@@ -685,13 +606,12 @@ def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss
             if index_mode and label < 0:  # ignored
                 loss[r] = 0.0
                 if want_grad:
-                    gr = grad[r]
                     for i in range(n):
-                        gr[i] = 0.0
+                        grad[r, i] = 0.0
                 continue
-            pr = probs[0 if index_mode else r]
-            gr = grad[r if want_grad else 0]
+            pr = row_of(probs, 0 if index_mode else r)
+            gr = row_of(grad, r if want_grad else 0)
             loss[r] = _cross_entropy_row(
-                x[r], label, pr, w, w_total, smoothing, _per_row(temperature, r),
+                row_of(x, r), label, pr, w, w_total, smoothing, _per_row(temperature, r),
                 _per_row(grad_scale, r), index_mode, want_grad, gr, scratch, terms, lp,
             )

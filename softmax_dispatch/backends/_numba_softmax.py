@@ -66,7 +66,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, wide_vectors
+from ._numba_jit import CHUNKS_PER_CALL, RowKernel, jit, row_of, wide_vectors
 from ._float_keys import from_key, max_key, min_key
 from ._simd_exp import exp_any_f32, exp_any_f64, exp_nonpos_f32, exp_nonpos_f64
 from ._simd_log import log1p_nonneg_f64
@@ -653,9 +653,12 @@ def _softmax_rows(x, out, temperature, log_output, n_chunks, separate):
             elif _is_limit(t):
                 m, lo = m_ahead, m_ahead  # unused: the row takes _limit_row
             else:
-                m, lo = _row_bounds(x[r], t)
+                m, lo = _row_bounds(row_of(x, r), t)
+            # Borrowed row views (row_of): x[r] would update x's reference count
+            # atomically, from both threads, three times a row.
             m_ahead = _softmax_row_bounded(
-                x[r], out[r], t, log_output, scratch, separate, m, lo, x[min(r + 1, last - 1)]
+                row_of(x, r), row_of(out, r), t, log_output, scratch, separate, m, lo,
+                row_of(x, min(r + 1, last - 1)),
             )
 
 
