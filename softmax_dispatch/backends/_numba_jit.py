@@ -82,8 +82,9 @@ def row_of(typingctx, array, row):
     ``NRT_incref``, an atomic add) and drops it after the row's last use.  With
     both threads taking rows of the same arrays, every one of those updates
     moves the count's cache line between the cores.  The backward kernel took
-    three such views a row: (65536, 64) float32 ``softmax_backward`` ran in
-    2.0-2.3 ms with them and 1.1-1.4 ms without (two threads; docs/performance.md).
+    three such views a row: (65536, 32) float32 ``softmax_backward`` ran in
+    1.5-1.9 ms with them and 0.8-1.0 ms without (two threads, the row routine
+    called in both; docs/performance.md, "Rows without reference counts").
     This view has no ``meminfo`` (``NRT_incref`` returns at once on a null one);
     it must not outlive ``array`` nor leave the kernel that made it.  Its type is
     that of ``array[row]`` (layout and read-only flag included), so callees
