@@ -241,6 +241,48 @@ def test_backward_short_rows_give_the_called_row_routines_bits(dtype, n):
                 np.testing.assert_array_equal(in_kernel, by_row)
 
 
+def test_stores_into_borrowed_rows_survive_inlining():
+    """Numba's dead-code elimination drops a store into an array that it believes
+    is new and never read again; ``row_of``'s result is a view, registered as an
+    alias of its argument.  ``_cross_entropy_row`` inlined into a kernel over
+    borrowed rows lost its last store (the label entry of the gradient) without
+    that registration."""
+    import numba
+
+    from softmax_dispatch.backends import _numba_family as family
+    from softmax_dispatch.backends._numba_jit import row_of
+
+    inlined = numba.njit(inline="always")(family._cross_entropy_row.py_func)
+
+    @numba.njit
+    def losses_and_gradients(x, labels, grad, inline):
+        tasks, n = x.shape
+        w = np.ones(n)
+        probs = np.zeros((1, 1), dtype=x.dtype)
+        scratch = np.empty(n, dtype=x.dtype)
+        terms = np.empty(n)
+        lp = np.empty(n)
+        loss = np.empty(tasks)
+        for r in range(tasks):
+            pr = row_of(probs, 0)
+            gr = row_of(grad, r)
+            if inline:
+                loss[r] = inlined(row_of(x, r), labels[r], pr, w, float(n), 0.0, 1.0, 0.25,
+                                  True, True, gr, scratch, terms, lp)
+            else:
+                loss[r] = family._cross_entropy_row(row_of(x, r), labels[r], pr, w, float(n), 0.0,
+                                                    1.0, 0.25, True, True, gr, scratch, terms, lp)
+        return loss
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 16)
+    by_call, by_inlining = np.full_like(x, 7.0), np.full_like(x, 7.0)
+    np.testing.assert_array_equal(losses_and_gradients(x, labels, by_call, False),
+                                  losses_and_gradients(x, labels, by_inlining, True))
+    np.testing.assert_array_equal(by_inlining, by_call)
+
+
 def test_borrowed_row_views_are_the_rows():
     """``row_of(a, r)``: the row ``a[r]`` as a view (writes land in ``a``), for any
     strides, with the type Numba gives ``a[r]`` (layout and read-only flag), so

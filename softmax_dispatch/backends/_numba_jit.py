@@ -15,7 +15,7 @@ import warnings
 
 import numba
 from numba import types as _types
-from numba.core import cgutils
+from numba.core import cgutils, ir_utils
 from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
@@ -114,6 +114,19 @@ def row_of(typingctx, array, row):
         return view._getvalue()
 
     return result(array, row), codegen
+
+
+def _row_of_aliases(lhs, args, alias_map, arg_aliases):
+    """Tell Numba's alias analysis that ``row_of``'s result is a view of its
+    first argument.  Numba takes an unknown call's result for a new array, and
+    its dead-code elimination then drops a store into the row after which the
+    row is not read again: inlined into a kernel, ``_cross_entropy_row`` lost its
+    last store, ``gr[label] = ...`` (docs/performance.md, "Rows without reference
+    counts")."""
+    ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+ir_utils.alias_func_extensions[("row_of", __name__)] = _row_of_aliases
 
 
 _warned = False
