@@ -241,6 +241,59 @@ def test_backward_short_rows_give_the_called_row_routines_bits(dtype, n):
                 np.testing.assert_array_equal(in_kernel, by_row)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 10, 33, 63, 64, 300])
+def test_cross_entropy_short_rows_give_the_called_row_routines_bits(dtype, n):
+    """Rows shorter than ``SHORT_ROW`` run the cross-entropy row routine inlined
+    into the kernel; every loss and every gradient entry must equal the called
+    routine's, bit for bit: class indices with weights, label smoothing and
+    ignored rows, probability targets, per-row temperatures and gradient scales,
+    rows with NaN and infinite logits (the careful path), and no gradient."""
+    from softmax_dispatch.backends import _numba_family as family
+
+    rng = np.random.default_rng(100 + n)
+    rows = 90
+    x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+    x[4, 0] = np.inf
+    x[6, -1] = np.nan
+    x[8, :] = -np.inf
+    labels = rng.integers(0, n, rows)
+    labels[2] = -1  # ignored
+    probs = rng.random((rows, n)).astype(dtype)
+    probs /= probs.sum(axis=1, keepdims=True)
+    ones = np.ones((1, 1))
+    per_row = rng.uniform(0.5, 2.0, (rows, 1))
+    cases = [  # index_mode, weights, smoothing, temperature, gradient scale
+        (True, np.ones(n), 0.0, ones, ones / rows),
+        (True, rng.uniform(0.1, 2.0, n), 0.1, per_row, per_row / 7),
+        (False, np.ones(n), 0.0, ones, ones),
+        (False, rng.uniform(0.1, 2.0, n), 0.2, per_row, ones / rows),
+    ]
+    no_probs = np.ones((1, 1), dtype=dtype)
+    for index_mode, w, smoothing, temperature, grad_scale in cases:
+        p = probs if not index_mode else no_probs
+        for want_grad in (True, False):
+            grad = np.full((rows, n) if want_grad else (1, 1), 7.0, dtype=dtype)
+            loss = np.full(rows, 7.0)
+            family._cross_entropy(x, labels, p, w, smoothing, temperature, grad_scale, loss,
+                                  index_mode, want_grad, grad, 4)
+            by_row = np.full_like(grad, 7.0)
+            scratch, terms, lp = np.empty(n, dtype=dtype), np.empty(n), np.empty(n)
+            w_total = np.cumsum(w)[-1]  # the kernel's order: one add after another
+            for r in range(rows):
+                if index_mode and labels[r] < 0:
+                    continue
+                t = temperature[r if temperature.shape[0] > 1 else 0, 0]
+                scale = grad_scale[r if grad_scale.shape[0] > 1 else 0, 0]
+                row_loss = family._cross_entropy_row_called(
+                    x[r], labels[r] if index_mode else 0, p[0 if index_mode else r], w, w_total,
+                    smoothing, t, scale, index_mode, want_grad, by_row[r if want_grad else 0],
+                    scratch, terms, lp)
+                np.testing.assert_array_equal(loss[r], row_loss)
+                if want_grad:
+                    np.testing.assert_array_equal(grad[r], by_row[r])
+
+
 def test_stores_into_borrowed_rows_survive_inlining():
     """Numba's dead-code elimination drops a store into an array that it believes
     is new and never read again; ``row_of``'s result is a view, registered as an
@@ -252,7 +305,7 @@ def test_stores_into_borrowed_rows_survive_inlining():
     from softmax_dispatch.backends import _numba_family as family
     from softmax_dispatch.backends._numba_jit import row_of
 
-    inlined = numba.njit(inline="always")(family._cross_entropy_row.py_func)
+    inlined = numba.njit(inline="always")(family._cross_entropy_row)
 
     @numba.njit
     def losses_and_gradients(x, labels, grad, inline):
@@ -270,8 +323,9 @@ def test_stores_into_borrowed_rows_survive_inlining():
                 loss[r] = inlined(row_of(x, r), labels[r], pr, w, float(n), 0.0, 1.0, 0.25,
                                   True, True, gr, scratch, terms, lp)
             else:
-                loss[r] = family._cross_entropy_row(row_of(x, r), labels[r], pr, w, float(n), 0.0,
-                                                    1.0, 0.25, True, True, gr, scratch, terms, lp)
+                loss[r] = family._cross_entropy_row_called(row_of(x, r), labels[r], pr, w, float(n),
+                                                           0.0, 1.0, 0.25, True, True, gr, scratch,
+                                                           terms, lp)
         return loss
 
     rng = np.random.default_rng(0)

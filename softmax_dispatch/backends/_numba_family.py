@@ -515,7 +515,6 @@ def _target_weight(j, label, w, weighted_label, share, keep, index_mode, pr):
     return w[j] * (keep * np.float64(pr[j]) + share)
 
 
-@jit()
 def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
                        index_mode, want_grad, gr, scratch, terms, lp):
     """One row's loss (returned, float64) and, if ``want_grad``, its gradient.
@@ -588,11 +587,21 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
     return loss
 
 
+# Called for rows of SHORT_ROW or more, inlined into the kernel below that, as the
+# backward row routines: (1_000_000, 10) float32 with the gradient took 85-88 ms
+# called and 55-58 ms inlined (docs/performance.md).  Inlining is only correct
+# because row_of is registered as a view (_numba_jit): Numba's dead-code
+# elimination dropped the last store, ``gr[label] = ...``, into a borrowed row.
+_cross_entropy_row_called = jit()(_cross_entropy_row)
+_cross_entropy_row_inlined = jit(inline="always")(_cross_entropy_row)
+
+
 @RowKernel
 def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss,
                    index_mode, want_grad, grad, n_chunks):
     wide_vectors()
     tasks, n = x.shape
+    short = n < SHORT_ROW
     w_total = 0.0
     for j in range(n):
         w_total += w[j]
@@ -611,7 +620,10 @@ def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss
                 continue
             pr = row_of(probs, 0 if index_mode else r)
             gr = row_of(grad, r if want_grad else 0)
-            loss[r] = _cross_entropy_row(
-                row_of(x, r), label, pr, w, w_total, smoothing, _per_row(temperature, r),
-                _per_row(grad_scale, r), index_mode, want_grad, gr, scratch, terms, lp,
-            )
+            xr, t, scale = row_of(x, r), _per_row(temperature, r), _per_row(grad_scale, r)
+            if short:
+                loss[r] = _cross_entropy_row_inlined(xr, label, pr, w, w_total, smoothing, t, scale,
+                                                     index_mode, want_grad, gr, scratch, terms, lp)
+            else:
+                loss[r] = _cross_entropy_row_called(xr, label, pr, w, w_total, smoothing, t, scale,
+                                                    index_mode, want_grad, gr, scratch, terms, lp)
