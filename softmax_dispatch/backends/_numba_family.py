@@ -283,27 +283,29 @@ _log_softmax_backward_row_inlined = jit(inline="always")(_log_softmax_backward_r
 
 
 @jit(inline="always")
-def _backward_row(gr, yr, outr, t, log_output, masked, mr, short):
-    # ``masked`` as a constant in each call, so that LLVM compiles an unmasked row
-    # routine without the masked paths: with the flag passed through, (64, 50257)
-    # float32 ran 7-9 % slower (docs/performance.md).
-    if short:
-        if log_output and masked:
-            _log_softmax_backward_row_inlined(gr, yr, outr, t, True, mr)
-        elif log_output:
-            _log_softmax_backward_row_inlined(gr, yr, outr, t, False, mr)
-        elif masked:
-            _softmax_backward_row_inlined(gr, yr, outr, t, True, mr)
-        else:
-            _softmax_backward_row_inlined(gr, yr, outr, t, False, mr)
-    elif log_output and masked:
-        _log_softmax_backward_row_called(gr, yr, outr, t, True, mr)
+def _run_backward_row(softmax_row, log_softmax_row, gr, yr, outr, t, log_output, masked, mr):
+    """One backward row with the given twins of the two row routines.  ``masked``
+    is a constant in each call, so that LLVM compiles an unmasked routine without
+    the masked paths: with the flag passed through, (64, 50257) float32 ran 7-9 %
+    slower (docs/performance.md)."""
+    if log_output and masked:
+        log_softmax_row(gr, yr, outr, t, True, mr)
     elif log_output:
-        _log_softmax_backward_row_called(gr, yr, outr, t, False, mr)
+        log_softmax_row(gr, yr, outr, t, False, mr)
     elif masked:
-        _softmax_backward_row_called(gr, yr, outr, t, True, mr)
+        softmax_row(gr, yr, outr, t, True, mr)
     else:
-        _softmax_backward_row_called(gr, yr, outr, t, False, mr)
+        softmax_row(gr, yr, outr, t, False, mr)
+
+
+@jit(inline="always")
+def _backward_row(gr, yr, outr, t, log_output, masked, mr, short):
+    if short:
+        _run_backward_row(_softmax_backward_row_inlined, _log_softmax_backward_row_inlined,
+                          gr, yr, outr, t, log_output, masked, mr)
+    else:
+        _run_backward_row(_softmax_backward_row_called, _log_softmax_backward_row_called,
+                          gr, yr, outr, t, log_output, masked, mr)
 
 
 @RowKernel
