@@ -58,16 +58,22 @@ def _labels(target, call, ignore_index):
     labels = target.astype(np.int64) if target.dtype != np.int64 else target
     if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
         raise ValueError(f"class index {int(target.max())} is out of range for {n} classes")
-    ignored = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
-    bad = ~ignored & ((labels < 0) | (labels >= n))
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        hint = "" if ignore_index is not None else " (no ignore_index was given)"
-        raise ValueError(
-            f"class index {int(labels[index])} at target{list(index)} is out of range "
-            f"for {n} classes along axis {call.axes[0]}{hint}"
-        )
-    labels = np.where(ignored, -1, labels)
+    # Without ignore_index, two reductions check every label; the masks below
+    # (five passes over the labels and two temporaries) only where some label
+    # is ignored or out of range: a million labels took 3 ms that way.
+    ignored = labels == ignore_index if ignore_index is not None else None
+    if ignored is not None or (labels.size and (labels.min() < 0 or labels.max() >= n)):
+        kept = ~ignored if ignored is not None else np.ones(labels.shape, bool)
+        bad = kept & ((labels < 0) | (labels >= n))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            hint = "" if ignore_index is not None else " (no ignore_index was given)"
+            raise ValueError(
+                f"class index {int(labels[index])} at target{list(index)} is out of range "
+                f"for {n} classes along axis {call.axes[0]}{hint}"
+            )
+    if ignored is not None:
+        labels = np.where(ignored, -1, labels)
     keep = np.expand_dims(labels, call.axes[0])
     return _layout.per_row(keep, call.plan), ignored
 
@@ -178,7 +184,7 @@ def cross_entropy(
         t = call.host(t, "target")
         labels, ignored = _labels(t, call, ignore_index)
         labels = call.to_device(labels)
-        rows_counted = ~ignored
+        rows_counted = None if ignored is None else ~ignored
     elif t_dtype.kind == "f" and t_shape == call.shape:
         if ignore_index is not None:
             raise ValueError("ignore_index applies to class-index targets, not to probabilities")
@@ -198,8 +204,8 @@ def cross_entropy(
 
     if reduction == "mean":
         if labels is not None:
-            kept = np.asarray(t)[rows_counted].astype(np.int64)
-            normaliser = float(np.sum(w[kept])) if w is not None else float(kept.size)
+            kept = np.asarray(t) if rows_counted is None else np.asarray(t)[rows_counted]
+            normaliser = float(np.sum(w[kept.astype(np.int64)])) if w is not None else float(kept.size)
         else:
             normaliser = float(outer * inner)
     else:
