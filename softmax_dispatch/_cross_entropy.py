@@ -52,28 +52,38 @@ def _class_axis(axis) -> int:
     return axis
 
 
-def _labels(target, call, ignore_index):
-    """Class-index targets as ``(outer, inner)`` int64, -1 where ignored; validated."""
-    n = call.plan.shape3[1]
-    labels = target.astype(np.int64) if target.dtype != np.int64 else target
-    if target.dtype.kind == "u" and target.size and target.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"class index {int(target.max())} is out of range for {n} classes")
-    # Without ignore_index, two reductions check every label; the masks below
-    # (five passes over the labels and two temporaries) only where some label
-    # is ignored or out of range: a million labels took 3 ms that way.
-    ignored = labels == ignore_index if ignore_index is not None else None
-    if ignored is not None or (labels.size and (labels.min() < 0 or labels.max() >= n)):
-        kept = ~ignored if ignored is not None else np.ones(labels.shape, bool)
-        bad = kept & ((labels < 0) | (labels >= n))
+def check_labels(labels, n: int, ignore_index, class_axis: int, offsets=()):
+    """Class indices as int64 with -1 where ignored, and the mask of the ignored ones
+    (``None`` without ``ignore_index``).  A label out of range raises ``ValueError``
+    naming it and its index in the whole target (``offsets``: where this block of
+    the target starts; shared with the Dask path)."""
+    if labels.dtype.kind == "u" and labels.size and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"class index {int(labels.max())} is out of range for {n} classes")
+    values = labels.astype(np.int64) if labels.dtype != np.int64 else labels
+    ignored = values == ignore_index if ignore_index is not None else None
+    # Without ignore_index, two reductions check every label, and the labels go on
+    # as they are; the masks below (five passes over the labels, two temporaries)
+    # only where some label is ignored or out of range: a million labels took
+    # 3 ms that way.
+    if ignored is not None or (values.size and (values.min() < 0 or values.max() >= n)):
+        kept = ~ignored if ignored is not None else np.ones(values.shape, bool)
+        bad = kept & ((values < 0) | (values >= n))
         if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            local = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = [i + (offsets[d] if d < len(offsets) else 0) for d, i in enumerate(local)]
             hint = "" if ignore_index is not None else " (no ignore_index was given)"
             raise ValueError(
-                f"class index {int(labels[index])} at target{list(index)} is out of range "
-                f"for {n} classes along axis {call.axes[0]}{hint}"
+                f"class index {int(values[local])} at target{index} is out of range "
+                f"for {n} classes along axis {class_axis}{hint}"
             )
     if ignored is not None:
-        labels = np.where(ignored, -1, labels)
+        values = np.where(ignored, -1, values)
+    return values, ignored
+
+
+def _labels(target, call, ignore_index):
+    """Class-index targets as ``(outer, inner)`` int64, -1 where ignored; validated."""
+    labels, ignored = check_labels(target, call.plan.shape3[1], ignore_index, call.axes[0])
     keep = np.expand_dims(labels, call.axes[0])
     return _layout.per_row(keep, call.plan), ignored
 

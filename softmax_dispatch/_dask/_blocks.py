@@ -14,6 +14,7 @@ import numpy as np
 
 import softmax_dispatch as sd
 
+from .._cross_entropy import check_labels as checked_labels
 from ..backends._philox import gumbel_noise
 from . import _rows
 from ._rows import from_rows, namespace, to_rows
@@ -196,20 +197,7 @@ def gumbel_apply(block, *, info, axes, seed, hard, dtype, stats):
 def check_labels(labels, n: int, ignore_index, class_axis: int, offsets=()):
     """Class indices as int64 with -1 where ignored; a label out of range raises the
     in-memory function's ``ValueError``, with its index in the whole target."""
-    if labels.dtype.kind == "u" and labels.size and labels.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"class index {int(labels.max())} is out of range for {n} classes")
-    values = labels.astype(np.int64)
-    ignored = values == ignore_index if ignore_index is not None else np.zeros(values.shape, bool)
-    bad = ~ignored & ((values < 0) | (values >= n))
-    if bad.any():
-        local = tuple(int(i) for i in np.argwhere(bad)[0])
-        index = [i + (offsets[d] if d < len(offsets) else 0) for d, i in enumerate(local)]
-        hint = "" if ignore_index is not None else " (no ignore_index was given)"
-        raise ValueError(
-            f"class index {int(values[local])} at target{index} is out of range "
-            f"for {n} classes along axis {class_axis}{hint}"
-        )
-    return np.where(ignored, -1, values)
+    return checked_labels(labels, n, ignore_index, class_axis, offsets)[0]
 
 
 def _row_offsets(info, axis):
