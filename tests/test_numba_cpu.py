@@ -242,27 +242,39 @@ def test_backward_short_rows_give_the_called_row_routines_bits(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [1, 10, 33, 63, 64, 300])
-def test_cross_entropy_short_rows_give_the_called_row_routines_bits(dtype, n):
-    """Rows shorter than ``SHORT_ROW`` run the cross-entropy row routine inlined
-    into the kernel; every loss and every gradient entry must equal the called
-    routine's, bit for bit: class indices with weights, label smoothing and
-    ignored rows, probability targets, per-row temperatures and gradient scales,
-    rows with NaN and infinite logits (the careful path), and no gradient."""
+@pytest.mark.parametrize(
+    "kernel, n",
+    [("_cross_entropy_short_rows", n) for n in (1, 2, 10, 33, 63)]
+    + [("_cross_entropy", n) for n in (10, 64, 300)],
+)
+def test_cross_entropy_short_rows_give_the_called_row_routines_bits(dtype, kernel, n):
+    """Rows shorter than ``SHORT_ROW`` run in groups (``_cross_entropy_short_rows``),
+    with the row routine's expressions; every loss and every gradient entry must
+    equal the called routine's, bit for bit: class indices with weights, label
+    smoothing and ignored rows, probability targets, per-row temperatures and
+    gradient scales, rows with NaN and infinite logits and a shift that overflows
+    at T > 1 (the careful path, left to the routine), several groups of rows, and
+    no gradient.  (``_cross_entropy``, the kernel of longer rows, runs the routine
+    itself: it is here for its per-row arguments and ignored rows.)"""
     from softmax_dispatch.backends import _numba_family as family
 
     rng = np.random.default_rng(100 + n)
-    rows = 90
+    rows = 150  # several groups of about 4096 entries for the longer rows
     x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
     x[4, 0] = np.inf
     x[6, -1] = np.nan
     x[8, :] = -np.inf
+    if n > 1:  # x - max overflows where (x - max) / T may not
+        big = np.finfo(dtype).max / 2
+        x[10, 0], x[10, 1] = big, -big
+        x[rows - 3, :] = x[rows - 3, 0]  # all maxima
     labels = rng.integers(0, n, rows)
     labels[2] = -1  # ignored
     probs = rng.random((rows, n)).astype(dtype)
     probs /= probs.sum(axis=1, keepdims=True)
     ones = np.ones((1, 1))
     per_row = rng.uniform(0.5, 2.0, (rows, 1))
+    per_row[10] = 1.5  # T > 1 on the row whose shift overflows
     cases = [  # index_mode, weights, smoothing, temperature, gradient scale
         (True, np.ones(n), 0.0, ones, ones / rows),
         (True, rng.uniform(0.1, 2.0, n), 0.1, per_row, per_row / 7),
@@ -275,8 +287,8 @@ def test_cross_entropy_short_rows_give_the_called_row_routines_bits(dtype, n):
         for want_grad in (True, False):
             grad = np.full((rows, n) if want_grad else (1, 1), 7.0, dtype=dtype)
             loss = np.full(rows, 7.0)
-            family._cross_entropy(x, labels, p, w, smoothing, temperature, grad_scale, loss,
-                                  index_mode, want_grad, grad, 4)
+            getattr(family, kernel)(x, labels, p, w, smoothing, temperature, grad_scale, loss,
+                                    index_mode, want_grad, grad, 4)
             by_row = np.full_like(grad, 7.0)
             scratch, terms, lp = np.empty(n, dtype=dtype), np.empty(n), np.empty(n)
             w_total = np.cumsum(w)[-1]  # the kernel's order: one add after another
@@ -453,6 +465,7 @@ def test_serial_and_parallel_twins_give_the_same_bits(dtype, monkeypatch):
     mask = rng.random(x.shape) > 0.2
     g = rng.standard_normal(x.shape).astype(dtype)
     labels = rng.integers(0, x.shape[1], x.shape[0])
+    labels_short = rng.integers(0, short.shape[1], short.shape[0])
     per_row = rng.uniform(0.5, 2.0, (x.shape[0], 1))
 
     def results():
@@ -468,6 +481,8 @@ def test_serial_and_parallel_twins_give_the_same_bits(dtype, monkeypatch):
             sd.softmax_backward(g, y, backend="numba_cpu"), sd.log_softmax_backward(g, ly, backend="numba_cpu"),
             s, sd.sparsemax_backward(g, s, backend="numba_cpu"), sd.hardmax(x, backend="numba_cpu"),
             sd.gumbel_softmax(x, seed=3, backend="numba_cpu"), loss, grad,
+            *sd.cross_entropy(short, labels_short, return_grad=True, reduction="none",
+                              backend="numba_cpu"),
         ]
 
     monkeypatch.setattr(_numba_jit, "SERIAL_BELOW", 0)  # everything on the thread pool

@@ -52,7 +52,11 @@ from ._numba_softmax import (
     _row_bounds,
     _shift_in_halves,
     _softmax_row,
+    _span_max,
+    _span_max_min,
     _store_exps,
+    group_buffers,
+    group_exps,
 )
 from ._simd_log import log1p_nonneg_f64
 from ._philox import MASK32, SHIFT12, SHIFT32, UNIT52, philox4x32
@@ -517,6 +521,16 @@ def _target_weight(j, label, w, weighted_label, share, keep, index_mode, pr):
     return w[j] * (keep * np.float64(pr[j]) + share)
 
 
+@jit(inline="always")
+def _log_of_sum(total):
+    """``log(total)`` for a sum of exps that includes the max's ``exp(0) = 1``:
+    ``log1p(total - 1)`` (``total - 1`` is exact for ``1 <= total < 2**53``), the
+    vectorisable log of ``_simd_log``, so that ``_cross_entropy_short_rows`` can take
+    a whole group's logs in one loop and give the row routine's bits (libm's ``log``,
+    one call a row, cost about as much as the rest of a row of 10)."""
+    return log1p_nonneg_f64(total - 1.0)
+
+
 def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
                        index_mode, want_grad, gr, scratch, terms, lp):
     """One row's loss (returned, float64) and, if ``want_grad``, its gradient.
@@ -551,7 +565,8 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
     pre, tq = _divisor(temperature, m)
     exps = scratch[:n]
     _store_exps(xr, exps, m, pre, tq, False, None)
-    log_s = math.log(_lane_sum(exps))
+    total = _lane_sum(exps)
+    log_s = _log_of_sum(total)
     inv_t = 1.0 / temperature
     m64 = np.float64(m)
     # sum_j q_j log p_j = sum_j q_j t_j - Q log_s, with t_j = (x_j - m) / T
@@ -577,7 +592,7 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
             for j in range(n):
                 gr[j] = 0.0
             return loss
-        p_scale = _like(total_q * scale / math.exp(log_s), m)  # p_j Q scale = exps_j * this
+        p_scale = _like(total_q * scale / total, m)  # p_j Q scale = exps_j * this
         if index_mode:
             smooth_scale = share * scale
             for j in range(n):
@@ -589,13 +604,29 @@ def _cross_entropy_row(xr, label, pr, w, w_total, smoothing, temperature, scale,
     return loss
 
 
-# Called for rows of SHORT_ROW or more, inlined into the kernel below that, as the
-# backward row routines: (1_000_000, 10) float32 with the gradient took 85-88 ms
-# called and 55-58 ms inlined (docs/performance.md).  Inlining is only correct
-# because row_of is registered as a view (_numba_jit): Numba's dead-code
-# elimination dropped the last store, ``gr[label] = ...``, into a borrowed row.
+# One compiled routine, called once a row: rows shorter than SHORT_ROW go to
+# _cross_entropy_short_rows instead.  (Inlined into a kernel over borrowed rows,
+# as it was for short rows before that kernel, it is correct only because row_of
+# is registered as a view (_numba_jit): Numba's dead-code elimination dropped the
+# last store, ``gr[label] = ...``, without that.)
 _cross_entropy_row_called = jit()(_cross_entropy_row)
-_cross_entropy_row_inlined = jit(inline="always")(_cross_entropy_row)
+
+
+@jit(inline="always")
+def _cross_entropy_by_row(x, labels, probs, w, w_total, smoothing, temperature, grad_scale,
+                          loss, index_mode, want_grad, grad, r, scratch, terms, lp):
+    """Row ``r`` of ``_cross_entropy`` by the row routine; an ignored row gives zeros."""
+    label = labels[r] if index_mode else 0
+    if index_mode and label < 0:  # ignored
+        loss[r] = 0.0
+        if want_grad:
+            for i in range(x.shape[1]):
+                grad[r, i] = 0.0
+        return
+    loss[r] = _cross_entropy_row_called(row_of(x, r), label, row_of(probs, 0 if index_mode else r), w, w_total,
+                          smoothing, _per_row(temperature, r), _per_row(grad_scale, r),
+                          index_mode, want_grad, row_of(grad, r if want_grad else 0),
+                          scratch, terms, lp)
 
 
 @RowKernel
@@ -603,7 +634,6 @@ def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss
                    index_mode, want_grad, grad, n_chunks):
     wide_vectors()
     tasks, n = x.shape
-    short = n < SHORT_ROW
     w_total = 0.0
     for j in range(n):
         w_total += w[j]
@@ -613,19 +643,136 @@ def _cross_entropy(x, labels, probs, w, smoothing, temperature, grad_scale, loss
         terms = np.empty(n, dtype=np.float64)
         lp = np.empty(n, dtype=np.float64)
         for r in range(c * tasks // n_chunks, (c + 1) * tasks // n_chunks):
-            label = labels[r] if index_mode else 0
-            if index_mode and label < 0:  # ignored
-                loss[r] = 0.0
-                if want_grad:
-                    for i in range(n):
-                        grad[r, i] = 0.0
-                continue
-            pr = row_of(probs, 0 if index_mode else r)
-            gr = row_of(grad, r if want_grad else 0)
-            xr, t, scale = row_of(x, r), _per_row(temperature, r), _per_row(grad_scale, r)
-            if short:
-                loss[r] = _cross_entropy_row_inlined(xr, label, pr, w, w_total, smoothing, t, scale,
-                                                     index_mode, want_grad, gr, scratch, terms, lp)
+            _cross_entropy_by_row(x, labels, probs, w, w_total, smoothing, temperature,
+                                  grad_scale, loss, index_mode, want_grad, grad, r,
+                                  scratch, terms, lp)
+
+
+@RowKernel
+def _cross_entropy_short_rows(x, labels, probs, w, smoothing, temperature, grad_scale, loss,
+                              index_mode, want_grad, grad, n_chunks):
+    """``_cross_entropy`` for many short C-contiguous rows (``n < SHORT_ROW``): the
+    exps run over whole groups of rows, as in ``_softmax_short_rows``.
+
+    A row of 10 leaves the row routine's 16-lane exp loop scalar, and its calls
+    (bounds, exps, sum) and libm's ``log`` cost more than its arithmetic: 108 ns a
+    row and thread on (1_000_000, 10) float32 with the gradient.  Here each group
+    of about 4096 entries takes its rows' maxima (exact integer keys, as
+    ``_row_bounds``), one vectorised exp loop over the group, the sums in order
+    (the adds ``_lane_sum`` makes on rows shorter than ``SHORT_ROW``), one
+    vectorised loop of logs (``_log_of_sum``), then each row's loss and gradient
+    with the row routine's expressions: the same bits as ``_cross_entropy_row``.
+    Rows that need care (NaN, ``+inf``, all ``-inf``, or an overflowing shift at
+    T > 1) are left to the called row routine; ignored rows give zeros.
+    """
+    wide_vectors()
+    rows, n = x.shape
+    t_step = 1 if temperature.shape[0] > 1 else 0
+    s_step = 1 if grad_scale.shape[0] > 1 else 0
+    unit = t_step == 0 and temperature[0, 0] == 1
+    group = max(1, 4096 // n)  # rows per group: about 4096 entries, in L1
+    groups = (rows + group - 1) // group
+    w_total = 0.0
+    for j in range(n):
+        w_total += w[j]
+    share = smoothing / n  # the row routine's eps / C, 1 - eps
+    keep = 1.0 - smoothing
+    for c in prange(n_chunks):
+        wide_vectors()
+        # Per entry as _softmax_short_rows (group_buffers); per row the sum of the
+        # exps, its log, and whether the row is left to the row routine.
+        shift, prescale, divisor, exps = group_buffers(x, group * n, unit)
+        totals = np.empty(group, dtype=np.float64)
+        log_sums = np.empty(group, dtype=np.float64)
+        by_row = np.zeros(group, dtype=np.bool_)
+        scratch = np.empty(n, dtype=x.dtype)  # the row routine's, for the rows left to it
+        terms = np.empty(n, dtype=np.float64)
+        lp = np.empty(n, dtype=np.float64)
+        for g in range(c * groups // n_chunks, (c + 1) * groups // n_chunks):
+            r0 = g * group
+            size_rows = min(group, rows - r0)
+            size = size_rows * n
+            flat_x = x[r0 : r0 + size_rows].reshape(size)
+            # Flags are tested outside the loops over rows (see _softmax_short_rows).
+            if unit:  # T = 1 needs no min (see _row_bounds)
+                for r in range(size_rows):
+                    m = _span_max(flat_x, r * n, n)
+                    by_row[r] = not (-np.inf < m < np.inf)
+                    for k in range(n):
+                        shift[r * n + k] = m
             else:
-                loss[r] = _cross_entropy_row_called(xr, label, pr, w, w_total, smoothing, t, scale,
-                                                    index_mode, want_grad, gr, scratch, terms, lp)
+                for r in range(size_rows):
+                    m, lo = _span_max_min(flat_x, r * n, n)
+                    temp = temperature[(r0 + r) * t_step, 0]
+                    lo = lo if temp > 1 else _like(np.inf, m)  # as _row_bounds
+                    by_row[r] = _needs_care(m, lo, temp)
+                    pre, tq = _divisor(temp, m)
+                    for k in range(n):
+                        shift[r * n + k] = m
+                        prescale[r * n + k] = pre
+                        divisor[r * n + k] = tq
+            if index_mode:
+                for r in range(size_rows):
+                    by_row[r] |= labels[r0 + r] < 0
+            group_exps(flat_x, shift, prescale, divisor, exps, size, unit)
+            for r in range(size_rows):
+                total = 0.0
+                for k in range(n):
+                    total += np.float64(exps[r * n + k])
+                totals[r] = total
+            for r in range(size_rows):  # vectorised; garbage for rows left to the routine
+                log_sums[r] = _log_of_sum(totals[r])
+            for r in range(size_rows):
+                if by_row[r]:
+                    continue
+                row = r0 + r
+                base = r * n
+                m = shift[base]
+                m64 = np.float64(m)
+                temp = temperature[row * t_step, 0]
+                inv_t = 1.0 / temp
+                scale = grad_scale[row * s_step, 0]
+                # The row routine's loss: Q log(sum) - sum_j q_j t_j.
+                if index_mode:
+                    label = labels[row]
+                    weighted_label = keep * w[label]
+                    total_q = weighted_label + share * w_total
+                    qt = weighted_label * ((np.float64(flat_x[base + label]) - m64) * inv_t)
+                    if share != 0:
+                        smoothed = 0.0
+                        for j in range(n):
+                            q = share * w[j]
+                            smoothed += q * ((np.float64(flat_x[base + j]) - m64) * inv_t) if q != 0 else 0.0
+                        qt += smoothed
+                else:
+                    label = 0
+                    weighted_label = 0.0
+                    qt = 0.0
+                    total_q = 0.0
+                    for j in range(n):
+                        q = w[j] * (keep * np.float64(probs[row, j]) + share)
+                        qt += q * ((np.float64(flat_x[base + j]) - m64) * inv_t) if q != 0 else 0.0
+                        total_q += q
+                loss[row] = total_q * log_sums[r] - qt
+                if not want_grad:
+                    continue
+                if total_q == 0:
+                    for j in range(n):
+                        grad[row, j] = 0.0
+                    continue
+                p_scale = _like(total_q * scale / totals[r], m)
+                if index_mode:
+                    smooth_scale = share * scale
+                    for j in range(n):
+                        grad[row, j] = exps[base + j] * p_scale - smooth_scale * w[j]
+                    grad[row, label] = exps[base + label] * p_scale - (
+                        smooth_scale * w[label] + weighted_label * scale)
+                else:
+                    for j in range(n):
+                        q = w[j] * (keep * np.float64(probs[row, j]) + share)
+                        grad[row, j] = exps[base + j] * p_scale - q * scale
+            for r in range(size_rows):
+                if by_row[r]:
+                    _cross_entropy_by_row(x, labels, probs, w, w_total, smoothing, temperature,
+                                          grad_scale, loss, index_mode, want_grad, grad, r0 + r,
+                                          scratch, terms, lp)

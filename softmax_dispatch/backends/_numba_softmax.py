@@ -213,6 +213,31 @@ def _up(a, v):
     return v if v > a else a
 
 
+@jit(inline="always")
+def _span_max_min(flat, start, n):
+    """(max, min) of ``flat[start:start + n]`` ignoring NaN, over integer keys as
+    ``_row_max``; inline, with no view, for the short-row kernels, where a call or
+    a slice a row costs more than the row."""
+    best = max_key(_like(-np.inf, flat[0]))
+    least = min_key(_like(np.inf, flat[0]))
+    for k in range(n):
+        key = max_key(flat[start + k])
+        best = key if key > best else best
+        key = min_key(flat[start + k])
+        least = key if key < least else least
+    return from_key(best, flat[0]), from_key(least, flat[0])
+
+
+@jit(inline="always")
+def _span_max(flat, start, n):
+    """Max of ``flat[start:start + n]`` ignoring NaN (see ``_row_max``; inline, as above)."""
+    best = max_key(_like(-np.inf, flat[0]))
+    for k in range(n):
+        key = max_key(flat[start + k])
+        best = key if key > best else best
+    return from_key(best, flat[0])
+
+
 @jit()
 def _row_max(xr):
     """Max of a row ignoring NaN (-inf for an all-NaN or empty row).
@@ -222,25 +247,14 @@ def _row_max(xr):
     exact, so the order of the reduction cannot change it.
     """
     wide_vectors()
-    best = max_key(_like(-np.inf, xr[0]))
-    for i in range(xr.shape[0]):
-        k = max_key(xr[i])
-        best = k if k > best else best
-    return from_key(best, xr[0])
+    return _span_max(xr, 0, xr.shape[0])
 
 
 @jit()
 def _row_max_min(xr):
     """(max, min) of a row ignoring NaN, over integer keys as ``_row_max``."""
     wide_vectors()
-    best = max_key(_like(-np.inf, xr[0]))
-    least = min_key(_like(np.inf, xr[0]))
-    for i in range(xr.shape[0]):
-        k = max_key(xr[i])
-        best = k if k > best else best
-        k = min_key(xr[i])
-        least = k if k < least else least
-    return from_key(best, xr[0]), from_key(least, xr[0])
+    return _span_max_min(xr, 0, xr.shape[0])
 
 
 @jit()
@@ -691,6 +705,31 @@ def _put_overload(a, i, value):
     return impl
 
 
+@jit(inline="always")
+def group_buffers(x, size, unit):
+    """The short-row kernels' per-entry buffers for a group of ``size`` entries of
+    ``x``'s rows, in L1: each row's shift; its temperature as a prescale and a
+    divisor (``_divisor``; empty for one T of 1); the exps."""
+    shift = np.empty(size, dtype=x.dtype)
+    prescale = np.empty(0 if unit else size, dtype=x.dtype)
+    divisor = np.empty(0 if unit else size, dtype=x.dtype)
+    exps = np.empty(size, dtype=x.dtype)
+    return shift, prescale, divisor, exps
+
+
+@jit(inline="always")
+def group_exps(flat_x, shift, prescale, divisor, exps, size, unit):
+    """``exps = exp(((x - shift) * prescale) / divisor)`` over a group: one loop,
+    vectorised across its rows.  ``unit`` (one T of 1, no temperature buffers)
+    skips the temperature: ``(d * 1) / 1`` is ``d``, the same bits at half the time."""
+    if unit:
+        for i in range(size):
+            exps[i] = _exp_nonpos(flat_x[i] - shift[i])
+    else:
+        for i in range(size):
+            exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
+
+
 @RowKernel
 def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
     """Many short contiguous rows (``n < SHORT_ROW``): the exp runs over whole groups.
@@ -732,10 +771,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
         # Per-element buffers, in L1: the row's shift (for softmax then its scale,
         # 1 / sum); its T as a prescale and a divisor (``_divisor``; not for T = 1);
         # the exps (for log output then the row's log(sum)).
-        shift = np.empty(group * n, dtype=x.dtype)
-        prescale = np.empty(0 if unit else group * n, dtype=x.dtype)
-        divisor = np.empty(0 if unit else group * n, dtype=x.dtype)
-        exps = np.empty(group * n, dtype=x.dtype)
+        shift, prescale, divisor, exps = group_buffers(x, group * n, unit)
         is_max = np.empty(group * n if log_output else 0, dtype=np.bool_)
         log_sums = np.empty(group if log_output else 0, dtype=np.float64)
         careful = np.zeros(group, dtype=np.bool_)
@@ -762,14 +798,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
                         shift[r * n + k] = m
             else:
                 for r in range(w):
-                    best = max_key(_like(-np.inf, flat_x[0]))
-                    least = min_key(_like(np.inf, flat_x[0]))
-                    for k in range(n):
-                        key = max_key(flat_x[r * n + k])
-                        best = key if key > best else best
-                        key = min_key(flat_x[r * n + k])
-                        least = key if key < least else least
-                    m, lo = from_key(best, flat_x[0]), from_key(least, flat_x[0])
+                    m, lo = _span_max_min(flat_x, r * n, n)
                     temp = temperature[(r0 + r) * t_step, 0]
                     careful[r] = _is_limit(temp) or _needs_care(m, lo, temp)
                     pre, tq = _divisor(temp, m)
@@ -788,17 +817,13 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
                     d = flat_x[i] - shift[i]
                     exps[i] = _exp_nonpos(d) if d != 0 else 0
                     is_max[i] = d == 0
-            elif unit:
-                for i in range(size):
-                    exps[i] = _exp_nonpos(flat_x[i] - shift[i])
             elif log_output:
                 for i in range(size):
                     d = ((flat_x[i] - shift[i]) * prescale[i]) / divisor[i]
                     exps[i] = _exp_nonpos(d) if d != 0 else 0
                     is_max[i] = d == 0
             else:
-                for i in range(size):
-                    exps[i] = _exp_nonpos(((flat_x[i] - shift[i]) * prescale[i]) / divisor[i])
+                group_exps(flat_x, shift, prescale, divisor, exps, size, unit)
             # The sums: in order, as _sum_in_order.
             if log_output:
                 for r in range(w):

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _numba_family as family
 from ._numba_jit import CHUNKS_PER_CALL
-from ._numba_softmax import launch_short_logsumexp, launch_softmax
+from ._numba_softmax import SHORT_ROW, launch_short_logsumexp, launch_softmax
 
 #: Stand-ins for absent optional operands (one compiled specialisation per kernel).
 _NO_MASK = np.ones((1, 1), dtype=np.bool_)
@@ -174,9 +174,15 @@ def cross_entropy(x3, labels, probs3, weight, smoothing, temperature, grad_scale
     probs = _NO_MASK.astype(work) if index_mode else _rows(probs3, work)
     w = np.ones(n) if weight is None else weight
     losses = np.empty(rows)
+    kernel = family._cross_entropy
+    if 0 < n < SHORT_ROW:
+        # Short rows go in groups, which need contiguous rows (a copy only for
+        # strided input: it costs less than the scalar exps it saves).
+        kernel = family._cross_entropy_short_rows
+        x = np.ascontiguousarray(x)
 
     def compute(target, want_grad):
-        family._cross_entropy(
+        kernel(
             x, labels1, probs, w, float(smoothing), _row_values(temperature, x3.shape),
             _row_values(np.broadcast_to(grad_scale, temperature.shape), x3.shape),
             losses, index_mode, want_grad, target, _chunks(rows),
