@@ -54,6 +54,7 @@ from ._numba_softmax import (
     _softmax_row,
     _span_max,
     _span_max_min,
+    _span_sum,
     _store_exps,
     group_buffers,
     group_exps,
@@ -518,7 +519,13 @@ def _target_weight(j, label, w, weighted_label, share, keep, index_mode, pr):
         if j == label:
             q += weighted_label
         return q
-    return w[j] * (keep * np.float64(pr[j]) + share)
+    return _probability_weight(w[j], keep, pr[j], share)
+
+
+@jit(inline="always")
+def _probability_weight(w_j, keep, p_j, share):
+    """``q_j`` of a probability target: ``w_j ((1 - eps) p_j + eps / C)``."""
+    return w_j * (keep * np.float64(p_j) + share)
 
 
 @jit(inline="always")
@@ -623,10 +630,10 @@ def _cross_entropy_by_row(x, labels, probs, w, w_total, smoothing, temperature, 
             for i in range(x.shape[1]):
                 grad[r, i] = 0.0
         return
-    loss[r] = _cross_entropy_row_called(row_of(x, r), label, row_of(probs, 0 if index_mode else r), w, w_total,
-                          smoothing, _per_row(temperature, r), _per_row(grad_scale, r),
-                          index_mode, want_grad, row_of(grad, r if want_grad else 0),
-                          scratch, terms, lp)
+    loss[r] = _cross_entropy_row_called(
+        row_of(x, r), label, row_of(probs, 0 if index_mode else r), w, w_total, smoothing,
+        _per_row(temperature, r), _per_row(grad_scale, r), index_mode, want_grad,
+        row_of(grad, r if want_grad else 0), scratch, terms, lp)
 
 
 @RowKernel
@@ -716,10 +723,7 @@ def _cross_entropy_short_rows(x, labels, probs, w, smoothing, temperature, grad_
                     by_row[r] |= labels[r0 + r] < 0
             group_exps(flat_x, shift, prescale, divisor, exps, size, unit)
             for r in range(size_rows):
-                total = 0.0
-                for k in range(n):
-                    total += np.float64(exps[r * n + k])
-                totals[r] = total
+                totals[r] = _span_sum(exps, r * n, n)
             for r in range(size_rows):  # vectorised; garbage for rows left to the routine
                 log_sums[r] = _log_of_sum(totals[r])
             for r in range(size_rows):
@@ -750,7 +754,7 @@ def _cross_entropy_short_rows(x, labels, probs, w, smoothing, temperature, grad_
                     qt = 0.0
                     total_q = 0.0
                     for j in range(n):
-                        q = w[j] * (keep * np.float64(probs[row, j]) + share)
+                        q = _probability_weight(w[j], keep, probs[row, j], share)
                         qt += q * ((np.float64(flat_x[base + j]) - m64) * inv_t) if q != 0 else 0.0
                         total_q += q
                 loss[row] = total_q * log_sums[r] - qt
@@ -769,7 +773,7 @@ def _cross_entropy_short_rows(x, labels, probs, w, smoothing, temperature, grad_
                         smooth_scale * w[label] + weighted_label * scale)
                 else:
                     for j in range(n):
-                        q = w[j] * (keep * np.float64(probs[row, j]) + share)
+                        q = _probability_weight(w[j], keep, probs[row, j], share)
                         grad[row, j] = exps[base + j] * p_scale - q * scale
             for r in range(size_rows):
                 if by_row[r]:

@@ -238,6 +238,16 @@ def _span_max(flat, start, n):
     return from_key(best, flat[0])
 
 
+@jit(inline="always")
+def _span_sum(flat, start, n):
+    """Sum of ``flat[start:start + n]`` in order, element by element in float64:
+    the adds ``_lane_sum`` makes on rows shorter than ``SHORT_ROW`` (inline, as above)."""
+    total = 0.0
+    for k in range(n):
+        total += np.float64(flat[start + k])
+    return total
+
+
 @jit()
 def _row_max(xr):
     """Max of a row ignoring NaN (-inf for an all-NaN or empty row).
@@ -848,10 +858,7 @@ def _softmax_short_rows(x, out, temperature, log_output, n_chunks, lse):
                         exps[r * n + k] = log_s
             else:
                 for r in range(w):
-                    total = 0.0
-                    for k in range(n):
-                        total += np.float64(exps[r * n + k])
-                    scale = _like(1.0 / total, flat_x[0])
+                    scale = _like(1.0 / _span_sum(exps, r * n, n), flat_x[0])
                     for k in range(n):
                         _put(flat_out, r * n + k, exps[r * n + k] * scale)
             if log_output and unit:
