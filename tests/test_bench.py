@@ -92,6 +92,9 @@ def test_every_function_is_checked_and_timed_on_tiny_cases():
     for case in TINY:
         assert case.name in table and case.name in markdown
     assert "read g and y, write dx" in table
+    # The copy at the largest cases' size too (capped by copy_bytes here: 16 MiB).
+    assert report["copy_bandwidth_case_size_gb_per_s"] > 0 and report["copy_case_size_bytes"] == 2**24
+    assert "GB/s copying 16 MiB instead of 16" in table and "GB/s copying 16 MiB" in markdown
 
 
 class _FakeWorker:

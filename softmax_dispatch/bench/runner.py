@@ -179,7 +179,7 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
         + sum(c.function in SUPPORTS[p] for p in peer_names)
         for c in work
     )
-    progress = Progress(total=expected + len(work) + 2 + len(backends) + len(peer_names))
+    progress = Progress(total=expected + len(work) + 3 + len(backends) + len(peer_names))
 
     import numba
 
@@ -189,6 +189,14 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
     bandwidth = copy_bandwidth(copy_bytes, threads)
     progress.step("copy bandwidth, one thread")
     bandwidth_1t = copy_bandwidth(copy_bytes, 1)
+    # The same at the size of the largest float32 case, (4096, 4096): glibc's memcpy
+    # switches to streaming stores (no read for ownership) for copies beyond a
+    # threshold (99 MiB a call on the development machine), so a copy of 1 GiB can run
+    # 1.5x faster than one of 64 MiB, which no ordinary store reaches
+    # (docs/performance.md, "The yardstick").
+    case_bytes = min(copy_bytes, 2**26)
+    progress.step("copy bandwidth, 64 MiB")
+    bandwidth_case = copy_bandwidth(case_bytes, threads)
 
     rows, missing_peers, not_run = [], {}, []
     with tempfile.TemporaryDirectory() as folder:
@@ -272,6 +280,9 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
         "rounds": QUICK_ROUNDS if quick else ROUNDS,
         "copy_bandwidth_gb_per_s": bandwidth / 1e9,
         "copy_bandwidth_1_thread_gb_per_s": bandwidth_1t / 1e9,
+        "copy_bytes": copy_bytes,
+        "copy_bandwidth_case_size_gb_per_s": bandwidth_case / 1e9,
+        "copy_case_size_bytes": case_bytes,
         "copy_threads": threads,
         "results": rows,
         "not_run": [{"case": r["case"], "impl": r["impl"], "reason": r["skipped"]} for r in not_run],
@@ -285,6 +296,14 @@ def _ratio(value, width=0) -> str:
     return f"{value:.2f}x".rjust(width) if value else "-".rjust(width)
 
 
+def _case_size_copy(report: dict) -> str:
+    """The copy at the largest cases' size, beside the large copy (reports before it lack it)."""
+    if "copy_bandwidth_case_size_gb_per_s" not in report:
+        return ""
+    return (f"; {report['copy_bandwidth_case_size_gb_per_s']:.1f} GB/s copying "
+            f"{report['copy_case_size_bytes'] / 2**20:g} MiB instead of {report['copy_bytes'] / 2**20:g}")
+
+
 def format_table(report: dict) -> str:
     lines = []
     m = report["machine"]
@@ -295,6 +314,7 @@ def format_table(report: dict) -> str:
     lines.append(
         f"copy bandwidth (np.copyto, read + write): {report['copy_bandwidth_gb_per_s']:.1f} GB/s with "
         f"{report['copy_threads']} threads, {report['copy_bandwidth_1_thread_gb_per_s']:.1f} GB/s with 1"
+        f"{_case_size_copy(report)}"
     )
     header = (
         f"{'implementation':22s} {'median ms':>10s} {'GB/s':>7s} {'% copy':>7s} "
@@ -350,7 +370,7 @@ def format_markdown(report: dict) -> str:
         f"Measured {report['when']} on {m['cpu_model']} ({m['cores']} cores, "
         f"{m['numba_threads']} Numba threads), numpy {m['numpy']}, numba {m['numba']}; "
         f"copy bandwidth {report['copy_bandwidth_gb_per_s']:.1f} GB/s (read + write, "
-        f"{report['copy_threads']} threads). Medians over {report.get('rounds', 1)} interleaved turns per implementation; GB/s counts the bytes each function must "
+        f"{report['copy_threads']} threads{_case_size_copy(report)}). Medians over {report.get('rounds', 1)} interleaved turns per implementation; GB/s counts the bytes each function must "
         "move; `x best` = best peer's time / ours, `x torch` = PyTorch's time / ours.",
         "",
         "| case | implementation | ms | GB/s | % of copy | x best peer | best peer (ms) | x torch | max error |",
