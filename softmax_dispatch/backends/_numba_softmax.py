@@ -241,7 +241,8 @@ def _span_max(flat, start, n):
 @jit(inline="always")
 def _span_sum(flat, start, n):
     """Sum of ``flat[start:start + n]`` in order, element by element in float64:
-    the adds ``_lane_sum`` makes on rows shorter than ``SHORT_ROW`` (inline, as above)."""
+    ``_sum_in_order``'s adds (those of ``_lane_sum`` on rows shorter than
+    ``SHORT_ROW``), inline and without a view, as above."""
     total = 0.0
     for k in range(n):
         total += np.float64(flat[start + k])
@@ -469,12 +470,10 @@ def _sum_in_order(e):
     on rows shorter than ``SHORT_ROW``, so that ``_softmax_short_rows`` can make
     the very same adds inline, many rows at a time, without a call per row.
     (``fastmath=False`` explicitly: a callee otherwise takes its caller's flags,
-    and ``reassoc`` would let LLVM reorder the adds.)"""
+    and ``reassoc`` would let LLVM reorder the adds.)  The loop is ``_span_sum``'s,
+    which the short-row kernels inline."""
     wide_vectors()
-    total = 0.0
-    for i in range(e.shape[0]):
-        total += np.float64(e[i])
-    return total
+    return _span_sum(e, 0, e.shape[0])
 
 
 def _ahead_key(ahead, i, best):  # pragma: no cover - replaced by the overload inside jitted code
