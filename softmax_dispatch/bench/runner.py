@@ -195,7 +195,7 @@ def run(quick: bool = False, dtypes=None, backends=None, peer_names=None, functi
     # 1.5x faster than one of 64 MiB, which no ordinary store reaches
     # (docs/performance.md, "The yardstick").
     case_bytes = min(copy_bytes, 2**26)
-    progress.step("copy bandwidth, 64 MiB")
+    progress.step(f"copy bandwidth, {case_bytes / 2**20:g} MiB")
     bandwidth_case = copy_bandwidth(case_bytes, threads)
 
     rows, missing_peers, not_run = [], {}, []
